@@ -1,0 +1,53 @@
+"""The FastAPI application: public routers, the map, static assets, error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+import sunlight
+from api import errors
+from api.routers import health, map as map_router, sites
+from maps.assets import static_dirs
+from store.db import open_pool
+from sunlight.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Sunlight discloses what monitored enterprises emit, what ambient stations measure, and how
+regulators respond. Read-only and open to all. Real-time values are preliminary, unvalidated
+self-monitoring data; each carries its HJ 212 data flag.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = open_pool(settings.database_url, application="sunlight-api")
+        try:
+            yield
+        finally:
+            app.state.pool.close()
+
+    app = FastAPI(
+        title="Sunlight public API",
+        version=sunlight.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        license_info={"name": "Data: CC BY 4.0"},
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(sites.router)
+    app.include_router(map_router.router)
+    for name, directory in static_dirs().items():
+        app.mount(
+            f"{map_router.STATIC_PREFIX}/{name}", StaticFiles(directory=directory), name=f"static-{name}"
+        )
+    return app

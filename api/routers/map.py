@@ -1,0 +1,37 @@
+"""The public map page: stations and enterprises over districts, every asset served locally."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from api.deps import ConnDep, SettingsDep
+from api.routers.sites import list_districts, list_enterprises, list_stations
+from maps.builder import build_map
+
+router = APIRouter(tags=["map"])
+
+STATIC_PREFIX = "/static"
+
+
+@router.get("/map", response_class=HTMLResponse, summary="Interactive map (HTML)")
+def map_page(
+    conn: ConnDep,
+    settings: SettingsDep,
+    lang: Annotated[
+        Literal["en", "zh"], Query(description="Label language: en or zh.")
+    ] = "en",
+) -> HTMLResponse:
+    html = build_map(
+        list_stations(conn),
+        list_enterprises(conn),
+        list_districts(conn),
+        static_prefix=STATIC_PREFIX,
+        tiles=settings.map_tiles,
+        attribution=settings.map_tiles_attribution,
+        lang=lang,
+        detail_url="/api/v1/sites/{id}/readings?interval=hour&pollutant=so2",
+    )
+    return HTMLResponse(html)

@@ -1,0 +1,134 @@
+"""Public, read-only site resources: stations, enterprises, districts and reading series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import ConnDep
+from api.geojson import feature_collection, jsonable, meta, point_feature
+from domain.errors import ValidationError
+from domain.pollutants import get_pollutant
+from store import sites
+
+router = APIRouter(prefix="/api/v1", tags=["public"])
+
+MAX_RAW_SPAN = timedelta(days=31)
+MAX_HOURLY_SPAN = timedelta(days=400)
+
+
+class Interval(StrEnum):
+    raw = "raw"
+    hour = "hour"
+
+
+@router.get(
+    "/stations",
+    summary="Ambient air stations with their latest values (GeoJSON)",
+    response_description="A GeoJSON FeatureCollection of Point features.",
+)
+def list_stations(conn: ConnDep) -> dict[str, Any]:
+    rows = sites.list_stations(conn)
+    return feature_collection([point_feature(r, kind="station") for r in rows], found=len(rows))
+
+
+@router.get(
+    "/enterprises",
+    summary="Regulated enterprises, their outlets, permit limits and latest values (GeoJSON)",
+    response_description="A GeoJSON FeatureCollection of Point features.",
+)
+def list_enterprises(conn: ConnDep) -> dict[str, Any]:
+    rows = sites.list_enterprises(conn)
+    return feature_collection([point_feature(r, kind="enterprise") for r in rows], found=len(rows))
+
+
+@router.get("/districts", summary="Districts and the regulator in charge of each (GeoJSON)")
+def list_districts(conn: ConnDep) -> dict[str, Any]:
+    rows = sites.list_districts(conn)
+    features = [
+        {
+            "type": "Feature",
+            "id": r["id"],
+            "geometry": r["boundary"],
+            "properties": {k: v for k, v in r.items() if k != "boundary"},
+        }
+        for r in rows
+    ]
+    return feature_collection(features, found=len(rows))
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{name}: not an ISO 8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValidationError(f"{name}: give a time zone (e.g. 'Z' for UTC): {value!r}")
+    return parsed.astimezone(UTC)
+
+
+@router.get(
+    "/sites/{site_id}/readings",
+    summary="A station's or outlet's readings of one pollutant, raw or as hourly means",
+)
+def site_readings(
+    conn: ConnDep,
+    site_id: Annotated[
+        str,
+        Path(description="Station or outlet id.", examples=["st-riverside"], max_length=64),
+    ],
+    pollutant: Annotated[
+        str,
+        Query(description="Pollutant code, e.g. so2, no2, pm25, cod.", examples=["so2"], max_length=32),
+    ],
+    start: Annotated[
+        str | None,
+        Query(
+            description="Start (inclusive), ISO 8601 with time zone. Default: end minus 24 h "
+            "(raw) or 7 days (hour).",
+            examples=["2026-11-22T00:00:00Z"],
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(description="End (exclusive), ISO 8601 with time zone. Default: now.", examples=["2026-11-23T00:00:00Z"]),
+    ] = None,
+    interval: Annotated[
+        Interval,
+        Query(description="'raw' for values as reported, 'hour' for hourly means of valid values."),
+    ] = Interval.raw,
+    limit: Annotated[int, Query(ge=1, le=50_000, description="Most points returned.")] = 10_000,
+) -> dict[str, Any]:
+    code = get_pollutant(pollutant).code
+    end_t = _parse_time(end, "end") or datetime.now(UTC)
+    default_span = timedelta(days=1) if interval is Interval.raw else timedelta(days=7)
+    start_t = _parse_time(start, "start") or end_t - default_span
+    if start_t >= end_t:
+        raise ValidationError("start must be before end")
+    span_limit = MAX_RAW_SPAN if interval is Interval.raw else MAX_HOURLY_SPAN
+    if end_t - start_t > span_limit:
+        raise ValidationError(
+            f"a {interval.value} query spans at most {span_limit.days} days; narrow start/end"
+        )
+    site = sites.get_site(conn, site_id)
+    if interval is Interval.raw:
+        data = sites.raw_series(
+            conn, site["device_keys"], code, ["sample", "minute", "hour", "day"], start_t, end_t, limit
+        )
+    else:
+        data = sites.hourly_series(conn, site["device_keys"], code, start_t, end_t, limit)
+    return {
+        "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
+        "pollutant": code,
+        "interval": interval.value,
+        "start": jsonable(start_t),
+        "end": jsonable(end_t),
+        "count": len(data),
+        "data": jsonable(data),
+        "meta": meta(),
+    }

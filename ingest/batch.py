@@ -1,0 +1,96 @@
+"""One batch of MQTT messages → one transaction of readings and dead letters."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from ingest.devices import DeviceDirectory
+from ingest.payloads import parse_json_payload
+from ingest.topics import device_from_topic
+from store.dead_letters import DeadLetter, write_dead_letters
+from store.readings import StoredReading, WriteResult, write_readings
+from store.schema import StorageMode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received MQTT message, detached from paho so tests and replays can build one."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class BatchOutcome:
+    messages: int = 0
+    readings: int = 0
+    write: WriteResult | None = None
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def _dead(topic: str, device: str | None, reason: str, detail: str, payload: bytes) -> DeadLetter:
+    return DeadLetter(topic=topic, device_id=device, reason=reason, detail=detail, payload=payload)
+
+
+def handle_batch(
+    conn: psycopg.Connection,
+    directory: DeviceDirectory,
+    mode: StorageMode,
+    messages: Sequence[Message],
+    now: datetime,
+) -> BatchOutcome:
+    """Validate and store ``messages`` in the caller's transaction; never raises on bad input."""
+    outcome = BatchOutcome(messages=len(messages))
+    rows: list[StoredReading] = []
+    letters: list[DeadLetter] = []
+    for msg in messages:
+        device_id = device_from_topic(msg.topic)
+        if device_id is None:
+            letters.append(_dead(msg.topic, None, "bad_topic", "not a device readings topic", msg.payload))
+            continue
+        device = directory.get(conn, device_id)
+        if device is None:
+            letters.append(
+                _dead(msg.topic, device_id, "unknown_device", f"no device {device_id!r} in the registry", msg.payload)
+            )
+            continue
+        parsed = parse_json_payload(msg.payload, device.medium, now)
+        for r in parsed.readings:
+            rows.append(
+                StoredReading(
+                    time=r.time,
+                    device_key=device.device_key,
+                    site_key=device.site_key,
+                    pollutant=r.pollutant,
+                    period=r.period,
+                    value=r.value,
+                    unit=r.unit,
+                    flag=r.flag.value,
+                )
+            )
+        if parsed.rejections:
+            # One dead letter per message, named by its first reason, detailing every reject;
+            # readings of the same message that passed are stored (replay is idempotent).
+            reasons = sorted({r.reason for r in parsed.rejections})
+            detail = "; ".join(
+                f"{r.where}: {r.detail}" if r.where else r.detail for r in parsed.rejections
+            )
+            if parsed.readings:
+                detail = f"{len(parsed.readings)} value(s) stored; rejected: {detail}"
+            letters.append(_dead(msg.topic, device_id, parsed.rejections[0].reason, detail[:4000], msg.payload))
+            outcome.rejected.update(reasons)
+    for letter in letters:
+        if letter.reason in ("bad_topic", "unknown_device"):
+            outcome.rejected[letter.reason] += 1
+    outcome.write = write_readings(conn, rows, mode)
+    outcome.readings = len(rows)
+    write_dead_letters(conn, letters)
+    return outcome

@@ -1,0 +1,213 @@
+"""The ingestor process: MQTT in, batched transactions out, acknowledged only after commit.
+
+paho's network thread only enqueues; one writer thread batches, commits and then acknowledges
+(paho-mqtt 2.x manual ack), so a crash at any point leaves unacknowledged messages with the
+broker's persistent session, to be redelivered and stored idempotently.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.batch import BatchOutcome, Message, handle_batch
+from ingest.devices import DeviceDirectory
+from ingest.topics import READINGS_FILTER, subscription
+from store.dead_letters import DeadLetter, write_dead_letters
+from store.readings import refresh_late_aggregate
+from store.schema import StorageMode, storage_mode
+from sunlight.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    message: Message
+    mid: int
+    qos: int
+    generation: int
+
+
+def make_client(settings: Settings, client_id: str, *, clean: bool, manual_ack: bool) -> mqtt.Client:
+    """A paho client configured from settings (credentials, TLS, reconnect backoff)."""
+    endpoint = settings.mqtt
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if endpoint.username:
+        client.username_pw_set(endpoint.username, endpoint.password)
+    if endpoint.tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+class Ingestor:
+    """Run with ``run()``; stop by setting ``stop_event`` (or SIGTERM in the CLI)."""
+
+    def __init__(self, settings: Settings, *, stop_event: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stop_event = stop_event or threading.Event()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._generation = 0
+        self._directory = DeviceDirectory()
+        self._conn: psycopg.Connection | None = None
+        self._mode: StorageMode | None = None
+        self.stats: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0, "batches": 0}
+        self._client = make_client(
+            settings, settings.mqtt_client_id, clean=False, manual_ack=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    # paho callbacks: network thread, must never raise
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            logger.error("broker refused connection: %s", reason)
+            return
+        self._generation += 1
+        self.connected.set()
+        topic = subscription(READINGS_FILTER, self.settings.mqtt_shared_group)
+        client.subscribe(topic, qos=1)
+        logger.info("connected to %s, subscribed to %s", self.settings.mqtt.display, topic)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if all(not r.is_failure for r in reasons):
+            self.subscribed.set()
+        else:
+            logger.error("subscription refused: %s", reasons)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if not self.stop_event.is_set():
+            logger.warning("disconnected from broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.stats["received"] += 1
+        self._queue.put(
+            _Received(Message(msg.topic, bytes(msg.payload)), msg.mid, msg.qos, self._generation)
+        )
+
+    # writer thread
+    def run(self) -> None:
+        endpoint = self.settings.mqtt
+        self._client.connect_async(endpoint.host, endpoint.port, keepalive=30)
+        self._client.loop_start()
+        try:
+            while not self.stop_event.is_set():
+                batch = self._collect()
+                if batch:
+                    self._store(batch)
+                    self._ack(batch)
+            # Drain what already arrived so a clean stop acknowledges everything it stored.
+            while batch := self._collect(block=False):
+                self._store(batch)
+                self._ack(batch)
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            if self._conn is not None:
+                self._conn.close()
+
+    def _collect(self, *, block: bool = True) -> list[_Received]:
+        size, wait = self.settings.ingest_batch_size, self.settings.ingest_batch_ms / 1000
+        try:
+            first = self._queue.get(timeout=0.2) if block else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + wait
+        while len(batch) < size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.settings.database_url, application_name="sunlight-ingest")
+            self._mode = storage_mode(self._conn)
+            self._conn.commit()
+            if self._mode is None:
+                raise RuntimeError("database is not migrated: run 'sunlight db migrate'")
+            self._directory.load(self._conn)
+            self._conn.commit()
+        return self._conn
+
+    def _store(self, batch: list[_Received]) -> None:
+        """Commit the batch, retrying through database outages until it is stored or we stop."""
+        delay = 0.5
+        messages = [r.message for r in batch]
+        while True:
+            try:
+                conn = self._connection()
+                assert self._mode is not None
+                now = datetime.now(UTC)
+                with conn.transaction():
+                    outcome = handle_batch(conn, self._directory, self._mode, messages, now)
+                self._after_commit(outcome, now)
+                return
+            except psycopg.OperationalError as exc:
+                logger.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
+                if self._conn is not None:
+                    self._conn.close()
+                if self.stop_event.wait(delay):
+                    raise SystemExit("stopped while the database was unavailable") from exc
+                delay = min(delay * 2, 10.0)
+            except psycopg.Error:
+                logger.exception("batch failed in the database; storing message by message")
+                self._store_one_by_one(messages)
+                return
+
+    def _store_one_by_one(self, messages: list[Message]) -> None:
+        conn = self._connection()
+        assert self._mode is not None
+        for msg in messages:
+            now = datetime.now(UTC)
+            try:
+                with conn.transaction():
+                    outcome = handle_batch(conn, self._directory, self._mode, [msg], now)
+                self._after_commit(outcome, now)
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                with conn.transaction():
+                    write_dead_letters(
+                        conn, [DeadLetter(msg.topic, None, "store_error", str(exc)[:4000], msg.payload)]
+                    )
+                self.stats["rejected"] += 1
+
+    def _after_commit(self, outcome: BatchOutcome, now: datetime) -> None:
+        self.stats["batches"] += 1
+        self.stats["stored"] += outcome.readings
+        self.stats["rejected"] += sum(outcome.rejected.values())
+        if outcome.write and outcome.write.touched_hours and self._mode:
+            refresh_late_aggregate(self.settings.database_url, self._mode, outcome.write.touched_hours, now)
+
+    def _ack(self, batch: list[_Received]) -> None:
+        # An ack from an earlier connection could name another message: skip it, the broker
+        # redelivers and the write is idempotent.
+        for item in batch:
+            if item.generation == self._generation and item.qos > 0:
+                self._client.ack(item.mid, item.qos)

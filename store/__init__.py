@@ -1,0 +1,1 @@
+"""PostgreSQL/TimescaleDB storage: the one place SQL lives."""

@@ -1,0 +1,344 @@
+"""The schema, as numbered migrations, for both storage paths.
+
+TimescaleDB and plain PostgreSQL share every table and column; only the storage of ``readings``
+and its hourly rollup differ. The path is chosen once, at migration time, and recorded in
+``sunlight_meta`` so every process afterwards knows which one it talks to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+# Arbitrary constant: one migrator at a time, whichever service starts first.
+MIGRATION_LOCK_ID = 0x53554E4C  # "SUNL"
+
+
+class StorageMode(StrEnum):
+    TIMESCALEDB = "timescaledb"
+    POSTGRES = "postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Migration-time choices that shape the SQL."""
+
+    mode: StorageMode
+    retention_days: int
+    compress_after_days: int
+
+
+Statements = Callable[[Options], Sequence[str | sql.Composable]]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: Statements
+
+
+def _registry(_: Options) -> Sequence[str]:
+    return [
+        """
+        create table regulators (
+            id text primary key,
+            name text not null,
+            name_zh text,
+            level text not null check (level in ('province', 'city', 'district')),
+            parent_id text references regulators(id) deferrable initially deferred,
+            ack_deadline_minutes integer not null default 120 check (ack_deadline_minutes > 0)
+        )""",
+        """
+        create table districts (
+            id text primary key,
+            name text not null,
+            name_zh text,
+            regulator_id text not null references regulators(id),
+            boundary jsonb not null  -- GeoJSON Polygon geometry, WGS 84
+        )""",
+        # Stations and outlets are both "sites": the place a device measures.
+        """
+        create table sites (
+            key integer generated always as identity primary key,
+            id text not null unique,
+            kind text not null check (kind in ('station', 'outlet'))
+        )""",
+        """
+        create table enterprises (
+            id text primary key,
+            name text not null,
+            name_zh text,
+            industry text not null,
+            district_id text not null references districts(id),
+            lon double precision not null check (lon between -180 and 180),
+            lat double precision not null check (lat between -90 and 90)
+        )""",
+        """
+        create table outlets (
+            id text primary key references sites(id),
+            enterprise_id text not null references enterprises(id),
+            name text not null,
+            name_zh text,
+            kind text not null check (kind in ('gas', 'water')),
+            reference_o2 double precision check (reference_o2 >= 0 and reference_o2 < 21)
+        )""",
+        """
+        create table permit_limits (
+            outlet_id text not null references outlets(id) on delete cascade,
+            pollutant text not null,
+            period text not null check (period in ('hour', 'day')),
+            value double precision not null check (value > 0),
+            unit text not null,
+            standard text not null,
+            o2_corrected boolean not null default false,
+            primary key (outlet_id, pollutant, period)
+        )""",
+        """
+        create table stations (
+            id text primary key references sites(id),
+            name text not null,
+            name_zh text,
+            district_id text not null references districts(id),
+            lon double precision not null check (lon between -180 and 180),
+            lat double precision not null check (lat between -90 and 90),
+            zone smallint not null default 2 check (zone in (1, 2))
+        )""",
+        """
+        create table devices (
+            key integer generated always as identity primary key,
+            id text not null unique,
+            site_id text not null references sites(id),
+            mn text unique,
+            hj212_password text,
+            timezone text
+        )""",
+        """
+        create table dead_letters (
+            id bigint generated always as identity primary key,
+            received_at timestamptz not null default now(),
+            topic text not null,
+            device_id text,
+            reason text not null,
+            detail text not null,
+            payload bytea not null,
+            replayed_at timestamptz
+        )""",
+        "create index dead_letters_device_reason on dead_letters (device_id, reason, received_at)",
+    ]
+
+
+# The hourly rollup's columns, identical on both paths so one query API reads either.
+_ROLLUP_SELECT = """
+    select device_key, site_key, pollutant, period, unit,
+           {bucket} as hour,
+           count(*) as n,
+           count(*) filter (where flag = 'N') as n_valid,
+           avg(value) filter (where flag = 'N') as mean,
+           min(value) filter (where flag = 'N') as min,
+           max(value) filter (where flag = 'N') as max,
+           avg(value) as mean_all,
+           bit_or(case flag when 'N' then 1 when 'F' then 2 when 'M' then 4 when 'S' then 8
+                            when 'D' then 16 when 'C' then 32 when 'T' then 64 when 'B' then 128
+                            else 0 end) as flags_mask
+    from readings
+    where period in ('sample', 'minute')
+"""
+
+
+def _readings(opts: Options) -> Sequence[str | sql.Composable]:
+    common: list[str | sql.Composable] = [
+        "create type averaging_period as enum ('sample', 'minute', 'hour', 'day')",
+        # Narrow types on purpose: this is the table that grows. Site and device are integer
+        # keys; the flag is one character (HJ 212-2017 data flags).
+        """
+        create table readings (
+            time timestamptz not null,
+            device_key integer not null,
+            site_key integer not null,
+            pollutant text not null,
+            period averaging_period not null,
+            value double precision not null,
+            unit text not null,
+            flag char(1) not null,
+            primary key (device_key, pollutant, period, time)
+        )""",
+        # The newest value per site, pollutant and period: what lists and maps show.
+        """
+        create table latest_readings (
+            site_key integer not null,
+            pollutant text not null,
+            period averaging_period not null,
+            device_key integer not null,
+            time timestamptz not null,
+            value double precision not null,
+            unit text not null,
+            flag char(1) not null,
+            primary key (site_key, pollutant, period)
+        )""",
+    ]
+    if opts.mode is StorageMode.TIMESCALEDB:
+        return [
+            *common,
+            "select create_hypertable('readings', 'time', chunk_time_interval => interval '1 day')",
+            # Segment by series so a compressed chunk answers one device's pollutant quickly.
+            """
+            alter table readings set (
+                timescaledb.compress,
+                timescaledb.compress_segmentby = 'device_key, pollutant, period',
+                timescaledb.compress_orderby = 'time desc'
+            )""",
+            sql.SQL("select add_compression_policy('readings', {})").format(
+                sql.Literal(f"{opts.compress_after_days} days")
+            ),
+            sql.SQL("select add_retention_policy('readings', {})").format(
+                sql.Literal(f"{opts.retention_days} days")
+            ),
+            "create materialized view readings_hourly"
+            " with (timescaledb.continuous, timescaledb.materialized_only = false) as"
+            + _ROLLUP_SELECT.format(bucket="time_bucket(interval '1 hour', time)")
+            + " group by device_key, site_key, pollutant, period, unit,"
+            " time_bucket(interval '1 hour', time)"
+            " with no data",
+            # Late data beyond this window is refreshed explicitly by the writer.
+            "select add_continuous_aggregate_policy('readings_hourly',"
+            " start_offset => interval '3 days', end_offset => interval '1 hour',"
+            " schedule_interval => interval '10 minutes')",
+        ]
+    return [
+        *common,
+        """
+        create table readings_hourly (
+            device_key integer not null,
+            site_key integer not null,
+            pollutant text not null,
+            period averaging_period not null,
+            unit text not null,
+            hour timestamptz not null,
+            n integer not null,
+            n_valid integer not null,
+            mean double precision,
+            min double precision,
+            max double precision,
+            mean_all double precision not null,
+            flags_mask integer not null,
+            primary key (device_key, pollutant, period, hour)
+        )""",
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "registry and dead letters", _registry),
+    Migration(2, "readings, hourly rollup, latest values", _readings),
+)
+
+ROLLUP_SELECT = _ROLLUP_SELECT
+
+
+def _bootstrap(conn: psycopg.Connection) -> None:
+    conn.execute(
+        """
+        create table if not exists schema_migrations (
+            version integer primary key,
+            name text not null,
+            applied_at timestamptz not null default now()
+        )"""
+    )
+    conn.execute(
+        "create table if not exists sunlight_meta (key text primary key, value text not null)"
+    )
+
+
+def timescaledb_available(conn: psycopg.Connection) -> bool:
+    """True when the extension is installed or installable in this database.
+
+    The extension must also be preloaded (``shared_preload_libraries``), else ``create
+    extension`` fails; we check both so 'auto' falls back cleanly instead of failing.
+    """
+    row = conn.execute(
+        "select exists (select 1 from pg_available_extensions where name = 'timescaledb'),"
+        " coalesce(current_setting('shared_preload_libraries', true), '')"
+    ).fetchone()
+    assert row is not None
+    available, preload = row
+    return bool(available) and "timescaledb" in preload
+
+
+def storage_mode(conn: psycopg.Connection) -> StorageMode | None:
+    """The path recorded at migration time, or None before the first migration."""
+    row = conn.execute(
+        "select value from sunlight_meta where key = 'storage'"
+        if _has_table(conn, "sunlight_meta")
+        else "select null where false"
+    ).fetchone()
+    return StorageMode(row[0]) if row else None
+
+
+def _has_table(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _choose_mode(conn: psycopg.Connection, wanted: str) -> StorageMode:
+    recorded = storage_mode(conn)
+    if recorded is not None:
+        if wanted not in ("auto", recorded.value):
+            raise RuntimeError(
+                f"this database was migrated for {recorded.value}; cannot switch to {wanted}"
+            )
+        return recorded
+    has_tsdb = timescaledb_available(conn)
+    if wanted == "timescaledb" and not has_tsdb:
+        raise RuntimeError(
+            "SUNLIGHT_STORAGE=timescaledb but the extension is not available and preloaded"
+        )
+    mode = (
+        StorageMode.TIMESCALEDB
+        if has_tsdb and wanted in ("auto", "timescaledb")
+        else StorageMode.POSTGRES
+    )
+    conn.execute(
+        "insert into sunlight_meta (key, value) values ('storage', %s)"
+        " on conflict (key) do nothing",
+        (mode.value,),
+    )
+    return mode
+
+
+def migrate(
+    url: str, *, storage: str = "auto", retention_days: int = 1825, compress_after_days: int = 7
+) -> list[int]:
+    """Apply every pending migration in order; return the versions applied (none on re-run)."""
+    applied: list[int] = []
+    with psycopg.connect(url, autocommit=True, application_name="sunlight-migrate") as conn:
+        conn.execute("select pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            with conn.transaction():
+                _bootstrap(conn)
+                mode = _choose_mode(conn, storage)
+            if mode is StorageMode.TIMESCALEDB:
+                conn.execute("create extension if not exists timescaledb")
+            done = {r[0] for r in conn.execute("select version from schema_migrations")}
+            opts = Options(mode, retention_days, compress_after_days)
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                logger.info("applying migration %s: %s (%s)", migration.version, migration.name, mode)
+                with conn.transaction():
+                    for statement in migration.statements(opts):
+                        conn.execute(statement)
+                    conn.execute(
+                        "insert into schema_migrations (version, name) values (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                applied.append(migration.version)
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied

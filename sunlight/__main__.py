@@ -1,0 +1,5 @@
+"""``python -m sunlight``: the same as the ``sunlight`` command."""
+
+from sunlight.cli import main
+
+raise SystemExit(main())

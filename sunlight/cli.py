@@ -1,0 +1,195 @@
+"""The ``sunlight`` command: one subcommand per process or operator task."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError as SettingsError
+
+from domain.errors import SunlightError
+from sunlight import logs
+from sunlight.settings import Settings, get_settings
+
+logger = logging.getLogger("sunlight")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT/SIGTERM, so services stop cleanly between batches."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        logger.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def default_registry_file() -> Path:
+    """The example registry shipped inside the package."""
+    from importlib.resources import files
+
+    return Path(str(files("sunlight.examples") / "registry.yaml"))
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from store.db import wait_for_database
+    from store.schema import migrate
+
+    wait_for_database(settings.database_url)
+    applied = migrate(
+        settings.database_url,
+        storage=settings.storage,
+        retention_days=settings.retention_days,
+        compress_after_days=settings.compress_after_days,
+    )
+    print(f"applied migrations {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_registry_validate(_: Settings, args: argparse.Namespace) -> int:
+    from registry.loader import place_in_districts
+    from registry.model import read_registry_file
+
+    registry = read_registry_file(args.file)
+    place_in_districts(registry, str(args.file))
+    devices = sum(1 for _ in registry.devices())
+    print(
+        f"{args.file}: valid — {len(registry.regulators)} regulators, "
+        f"{len(registry.districts)} districts, {len(registry.stations)} stations, "
+        f"{len(registry.enterprises)} enterprises, {devices} devices"
+    )
+    return 0
+
+
+def cmd_registry_load(settings: Settings, args: argparse.Namespace) -> int:
+    from registry.loader import load_registry
+
+    changes = load_registry(settings.database_url, args.file)
+    if not changes.changed:
+        print(f"{args.file}: no changes")
+        return 0
+    for label, counter in (
+        ("inserted", changes.inserted),
+        ("updated", changes.updated),
+        ("deleted", changes.deleted),
+    ):
+        if +counter:
+            print(f"{label}: " + ", ".join(f"{t} {n}" for t, n in sorted(counter.items()) if n))
+    return 0
+
+
+def cmd_ingest(settings: Settings, _: argparse.Namespace) -> int:
+    from ingest.service import Ingestor
+    from store.db import wait_for_database
+
+    wait_for_database(settings.database_url)
+    Ingestor(settings, stop_event=_stop_on_signals()).run()
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    host = args.host or settings.api_host
+    port = settings.api_port if args.port is None else args.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from registry.model import read_registry_file
+    from sensors_sim.simulator import run
+
+    path = args.registry or settings.registry_file or default_registry_file()
+    registry = read_registry_file(path)
+    run(
+        settings,
+        registry,
+        speedup=args.speedup,
+        duration_s=args.duration,
+        seed=args.seed,
+        stop_event=_stop_on_signals(),
+    )
+    return 0
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from sunlight.up import run_everything
+
+    return run_everything(
+        settings,
+        data_dir=args.data_dir,
+        registry_file=args.registry,
+        simulate=not args.no_simulator,
+        stop_event=_stop_on_signals(),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sunlight",
+        description="Pollution monitoring and disclosure. Configuration: SUNLIGHT_* variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run everything on this machine (database, broker, services)")
+    up.add_argument("--data-dir", type=Path, default=None, help="where data persists")
+    up.add_argument("--registry", type=Path, default=None, help="registry YAML to load")
+    up.add_argument("--no-simulator", action="store_true", help="do not simulate devices")
+    up.set_defaults(func=cmd_up)
+
+    db = sub.add_parser("db", help="database tasks").add_subparsers(dest="db_command", required=True)
+    db.add_parser("migrate", help="apply pending schema migrations").set_defaults(func=cmd_migrate)
+
+    reg = sub.add_parser("registry", help="registry file tasks").add_subparsers(
+        dest="registry_command", required=True
+    )
+    load = reg.add_parser("load", help="validate a registry YAML file and write it")
+    load.add_argument("file", type=Path)
+    load.set_defaults(func=cmd_registry_load)
+    validate = reg.add_parser("validate", help="validate a registry YAML file only")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(func=cmd_registry_validate)
+
+    sub.add_parser("ingest", help="store readings from the broker").set_defaults(func=cmd_ingest)
+
+    api = sub.add_parser("api", help="serve the public API and map")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=cmd_api)
+
+    sim = sub.add_parser("simulate", help="publish simulated device readings")
+    sim.add_argument("--registry", type=Path, default=None)
+    sim.add_argument("--speedup", type=float, default=None, help="simulated/wall time")
+    sim.add_argument("--duration", type=float, default=None, help="wall seconds, then stop")
+    sim.add_argument("--seed", type=int, default=None)
+    sim.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"sunlight: bad configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, json_lines=settings.log_json, name=args.command)
+    func: Callable[[Settings, argparse.Namespace], int] = args.func
+    try:
+        return func(settings, args)
+    except SunlightError as exc:
+        print(f"sunlight {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

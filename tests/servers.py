@@ -1,0 +1,81 @@
+"""Real PostgreSQL clusters (Debian's ``postgresql``) for tests; brokers come from
+``sunlight.brokers`` so tests run Mosquitto exactly as ``sunlight up`` does.
+
+As root, PostgreSQL runs as the ``postgres`` user, since it refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sunlight.brokers import free_port
+
+
+def _pg_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise RuntimeError("PostgreSQL server not installed: apt-get install postgresql")
+    return Path(found[-1]).parent
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@dataclass
+class PostgresCluster:
+    """A throwaway cluster: ``start()``, ``stop()``, ``url(db)``; ``stop(); start()`` restarts."""
+
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sunlight-pg-")))
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        self.bindir = _pg_bindir()
+        self.datadir = self.root / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o755)
+        subprocess.run(
+            _as_postgres(
+                [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_postgres(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
+                 str(self.root / "log"), "-o", opts, "-w", "-t", "60", "start"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(
+            _as_postgres(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
