@@ -11,7 +11,8 @@ from fastapi.staticfiles import StaticFiles
 
 import sunlight
 from api import errors
-from api.routers import health, map as map_router, sites
+from api.routers import health, sites
+from api.routers import map as map_router
 from maps.assets import static_dirs
 from store.db import open_pool
 from sunlight.settings import Settings
@@ -48,6 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(map_router.router)
     for name, directory in static_dirs().items():
         app.mount(
-            f"{map_router.STATIC_PREFIX}/{name}", StaticFiles(directory=directory), name=f"static-{name}"
+            f"{map_router.STATIC_PREFIX}/{name}",
+            StaticFiles(directory=directory),
+            name=f"static-{name}",
         )
     return app

@@ -10,7 +10,7 @@ class SunlightError(Exception):
     code: str = "invalid"
 
 
-class ValidationError(SunlightError):
+class ValidationError(SunlightError, ValueError):
     """Input that does not satisfy a rule; ``reason`` is a short machine-readable tag."""
 
     status = 422

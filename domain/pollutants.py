@@ -54,16 +54,16 @@ POLLUTANTS: Final[tuple[Pollutant, ...]] = (
     Pollutant("co", "CO", "一氧化碳", {_A: u.MG_M3, _F: u.MG_M3}, ("a21005",), 28.0),
     Pollutant("o3", "O3", "臭氧", {_A: u.UG_M3}, ("a05024",), 48.0),
     Pollutant("pm10", "PM10", "可吸入颗粒物", {_A: u.UG_M3}, ("a34002",), aliases=("pm_10",)),
-    Pollutant(
-        "pm25", "PM2.5", "细颗粒物", {_A: u.UG_M3}, ("a34004",), aliases=("pm2.5", "pm2_5")
-    ),
+    Pollutant("pm25", "PM2.5", "细颗粒物", {_A: u.UG_M3}, ("a34004",), aliases=("pm2.5", "pm2_5")),
     Pollutant("pm", "Particulate matter", "颗粒物", {_F: u.MG_M3}, ("a34013",), aliases=("dust",)),
     Pollutant("nmhc", "Non-methane hydrocarbons", "非甲烷总烃", {_F: u.MG_M3}, ("a24088",)),
     Pollutant("hg", "Mercury", "汞及其化合物", {_F: u.MG_M3}, ("a20058",)),
     Pollutant("co2", "CO2", "二氧化碳", {_F: u.PERCENT}, ("a05001",)),
     Pollutant("o2", "O2", "氧气含量", {_F: u.PERCENT}, ("a19001",)),
     Pollutant("flow", "Flow", "流量", {_F: u.M3_S, _W: u.L_S}, ("a00000", "w00000")),
-    Pollutant("temperature", "Temperature", "温度", {_A: u.DEG_C, _F: u.DEG_C}, ("a01012", "a01001")),
+    Pollutant(
+        "temperature", "Temperature", "温度", {_A: u.DEG_C, _F: u.DEG_C}, ("a01012", "a01001")
+    ),
     Pollutant("pressure", "Pressure", "压力", {_A: u.KPA, _F: u.KPA}, ("a01013", "a01006")),
     Pollutant("humidity", "Humidity", "湿度", {_A: u.PERCENT, _F: u.PERCENT}, ("a01014", "a01002")),
     Pollutant("wind_speed", "Wind speed", "风速", {_A: u.M_S}, ("a01007",)),
@@ -91,7 +91,9 @@ def get_pollutant(name: str) -> Pollutant:
         raise ValidationError(f"unknown pollutant {name!r}", reason="unknown_pollutant") from None
 
 
-def to_canonical(pollutant: Pollutant, medium: Medium, value: float, unit: str) -> tuple[float, str]:
+def to_canonical(
+    pollutant: Pollutant, medium: Medium, value: float, unit: str
+) -> tuple[float, str]:
     """Express ``value`` in the pollutant's canonical unit for ``medium``.
 
     Accepts mass-concentration scales (mg/m3, ug/m3) and, for gases with a molar mass, ppm/ppb

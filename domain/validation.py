@@ -26,7 +26,9 @@ def parse_timestamp(text: object, now: datetime) -> datetime:
     try:
         ts = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValidationError(f"not an ISO 8601 timestamp: {text!r}", reason="bad_timestamp") from None
+        raise ValidationError(
+            f"not an ISO 8601 timestamp: {text!r}", reason="bad_timestamp"
+        ) from None
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValidationError(
             f"timestamp {text!r} has no time zone; send UTC ('Z') or an offset",
@@ -93,7 +95,9 @@ def validate_value(
         raise ValidationError(f"{info.code}: value must be a number", reason="bad_value")
     number = float(value)
     if not math.isfinite(number):
-        raise ValidationError(f"{info.code}: value {value!r} is not finite", reason="non_finite_value")
+        raise ValidationError(
+            f"{info.code}: value {value!r} is not finite", reason="non_finite_value"
+        )
     if not isinstance(unit, str):
         raise ValidationError(f"{info.code}: unit must be a string", reason="bad_unit")
     canonical, target = to_canonical(info, medium, number, unit)
@@ -102,4 +106,6 @@ def validate_value(
             f"{info.code}: negative value {number} {unit} is not a concentration",
             reason="negative_value",
         )
-    return Reading(time=time, pollutant=info.code, period=period, value=canonical, unit=target, flag=flag)
+    return Reading(
+        time=time, pollutant=info.code, period=period, value=canonical, unit=target, flag=flag
+    )

@@ -54,12 +54,20 @@ def handle_batch(
     for msg in messages:
         device_id = device_from_topic(msg.topic)
         if device_id is None:
-            letters.append(_dead(msg.topic, None, "bad_topic", "not a device readings topic", msg.payload))
+            letters.append(
+                _dead(msg.topic, None, "bad_topic", "not a device readings topic", msg.payload)
+            )
             continue
         device = directory.get(conn, device_id)
         if device is None:
             letters.append(
-                _dead(msg.topic, device_id, "unknown_device", f"no device {device_id!r} in the registry", msg.payload)
+                _dead(
+                    msg.topic,
+                    device_id,
+                    "unknown_device",
+                    f"no device {device_id!r} in the registry",
+                    msg.payload,
+                )
             )
             continue
         parsed = parse_json_payload(msg.payload, device.medium, now)
@@ -85,7 +93,9 @@ def handle_batch(
             )
             if parsed.readings:
                 detail = f"{len(parsed.readings)} value(s) stored; rejected: {detail}"
-            letters.append(_dead(msg.topic, device_id, parsed.rejections[0].reason, detail[:4000], msg.payload))
+            letters.append(
+                _dead(msg.topic, device_id, parsed.rejections[0].reason, detail[:4000], msg.payload)
+            )
             outcome.rejected.update(reasons)
     for letter in letters:
         if letter.reason in ("bad_topic", "unknown_device"):

@@ -21,7 +21,7 @@ class DeviceInfo:
 
 
 class DeviceDirectory:
-    """Device id → keys; reloads at most every ``min_reload_s`` so a flood of unknown ids is cheap."""
+    """Device id → keys; reloads at most every ``min_reload_s``, so unknown ids stay cheap."""
 
     def __init__(self, min_reload_s: float = 5.0) -> None:
         self._devices: dict[str, DeviceInfo] = {}

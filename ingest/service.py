@@ -38,7 +38,9 @@ class _Received:
     generation: int
 
 
-def make_client(settings: Settings, client_id: str, *, clean: bool, manual_ack: bool) -> mqtt.Client:
+def make_client(
+    settings: Settings, client_id: str, *, clean: bool, manual_ack: bool
+) -> mqtt.Client:
     """A paho client configured from settings (credentials, TLS, reconnect backoff)."""
     endpoint = settings.mqtt
     client = mqtt.Client(
@@ -70,9 +72,7 @@ class Ingestor:
         self._conn: psycopg.Connection | None = None
         self._mode: StorageMode | None = None
         self.stats: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0, "batches": 0}
-        self._client = make_client(
-            settings, settings.mqtt_client_id, clean=False, manual_ack=True
-        )
+        self._client = make_client(settings, settings.mqtt_client_id, clean=False, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -139,14 +139,20 @@ class Ingestor:
         while len(batch) < size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                batch.append(
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.settings.database_url, application_name="sunlight-ingest")
+            self._conn = psycopg.connect(
+                self.settings.database_url, application_name="sunlight-ingest"
+            )
             self._mode = storage_mode(self._conn)
             self._conn.commit()
             if self._mode is None:
@@ -194,7 +200,8 @@ class Ingestor:
             except psycopg.Error as exc:
                 with conn.transaction():
                     write_dead_letters(
-                        conn, [DeadLetter(msg.topic, None, "store_error", str(exc)[:4000], msg.payload)]
+                        conn,
+                        [DeadLetter(msg.topic, None, "store_error", str(exc)[:4000], msg.payload)],
                     )
                 self.stats["rejected"] += 1
 
@@ -203,7 +210,9 @@ class Ingestor:
         self.stats["stored"] += outcome.readings
         self.stats["rejected"] += sum(outcome.rejected.values())
         if outcome.write and outcome.write.touched_hours and self._mode:
-            refresh_late_aggregate(self.settings.database_url, self._mode, outcome.write.touched_hours, now)
+            refresh_late_aggregate(
+                self.settings.database_url, self._mode, outcome.write.touched_hours, now
+            )
 
     def _ack(self, batch: list[_Received]) -> None:
         # An ack from an earlier connection could name another message: skip it, the broker

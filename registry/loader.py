@@ -24,17 +24,20 @@ def place_in_districts(registry: Registry, path: str) -> dict[tuple[str, str], s
     """
     placed: dict[tuple[str, str], str] = {}
     missing: list[tuple[str, int, str, float, float]] = []
-    for kind, sites in (("stations", registry.stations), ("enterprises", registry.enterprises)):
-        for i, site in enumerate(sites):
-            if site.district is not None:
-                placed[(kind, site.id)] = site.district
-            else:
-                missing.append((kind, i, site.id, site.lon, site.lat))
+    for kind, i, site in registry.located():
+        if site.district is not None:
+            placed[(kind, site.id)] = site.district
+        else:
+            missing.append((kind, i, site.id, site.lon, site.lat))
     if not missing:
         return placed
     if not registry.districts:
         raise RegistryError(
-            path, [f"{k}[{i}] (id={sid}).district: not given and the file has no districts" for k, i, sid, _, _ in missing]
+            path,
+            [
+                f"{k}[{i}] (id={sid}).district: not given and the file has no districts"
+                for k, i, sid, _, _ in missing
+            ],
         )
     districts = gpd.GeoDataFrame(
         {"district": [d.id for d in registry.districts]},
@@ -64,7 +67,9 @@ def place_in_districts(registry: Registry, path: str) -> dict[tuple[str, str], s
     return placed
 
 
-def registry_rows(registry: Registry, placed: dict[tuple[str, str], str]) -> dict[str, list[dict[str, Any]]]:
+def registry_rows(
+    registry: Registry, placed: dict[tuple[str, str], str]
+) -> dict[str, list[dict[str, Any]]]:
     """Flatten the registry into table rows for ``store.registry.write_registry``."""
     rows: dict[str, list[dict[str, Any]]] = {
         "regulators": [],

@@ -76,9 +76,7 @@ class District(_Entry):
 
     @field_validator("boundary")
     @classmethod
-    def _closed_valid_ring(
-        cls, ring: list[tuple[float, float]]
-    ) -> list[tuple[float, float]]:
+    def _closed_valid_ring(cls, ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
         from shapely.geometry import Polygon
 
         if ring[0] != ring[-1]:
@@ -173,24 +171,25 @@ class Industry(StrEnum):
     OTHER = "other"
 
 
-class Enterprise(_Entry):
+class Site(_Entry):
+    """A located thing: where it is and, if the file says so, in which district."""
+
     id: Identifier
     name: str = Field(min_length=1)
     name_zh: str | None = None
-    industry: Industry
     lon: Longitude
     lat: Latitude
-    district: Identifier | None = None
+    district: Identifier | None = Field(
+        default=None, description="Omit to place the site by its point in the district polygons."
+    )
+
+
+class Enterprise(Site):
+    industry: Industry
     outlets: list[Outlet] = Field(min_length=1)
 
 
-class Station(_Entry):
-    id: Identifier
-    name: str = Field(min_length=1)
-    name_zh: str | None = None
-    lon: Longitude
-    lat: Latitude
-    district: Identifier | None = None
+class Station(Site):
     zone: Literal[1, 2] = Field(default=2, description="GB 3095-2012 zone class (grade I/II).")
     devices: list[Device] = Field(default_factory=list)
 
@@ -212,6 +211,13 @@ class Registry(_Entry):
             for outlet in enterprise.outlets:
                 for device in outlet.devices:
                     yield device, outlet.id, outlet.medium
+
+    def located(self) -> Iterator[tuple[str, int, Site]]:
+        """Stations and enterprises, with their list name and index for error messages."""
+        for i, station in enumerate(self.stations):
+            yield "stations", i, station
+        for i, enterprise in enumerate(self.enterprises):
+            yield "enterprises", i, enterprise
 
     def cross_reference_problems(self) -> list[str]:
         problems: list[str] = []
@@ -254,12 +260,11 @@ class Registry(_Entry):
                 problems.append(
                     f"districts[{i}] (id={dist.id}).regulator: no regulator {dist.regulator!r}"
                 )
-        for kind, sites in (("stations", self.stations), ("enterprises", self.enterprises)):
-            for i, site in enumerate(sites):
-                if site.district is not None and site.district not in districts:
-                    problems.append(
-                        f"{kind}[{i}] (id={site.id}).district: no district {site.district!r}"
-                    )
+        for kind, i, site in self.located():
+            if site.district is not None and site.district not in districts:
+                problems.append(
+                    f"{kind}[{i}] (id={site.id}).district: no district {site.district!r}"
+                )
         return problems
 
 

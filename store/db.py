@@ -45,7 +45,9 @@ def wait_for_database(url: str, timeout_s: float = 30.0) -> None:
             delay = min(delay * 2, 2.0)
 
 
-def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, application: str = APPLICATION) -> ConnectionPool:
+def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 8, application: str = APPLICATION
+) -> ConnectionPool:
     """A pool of dict-row connections for request handlers."""
     pool = ConnectionPool(
         url,

@@ -79,7 +79,16 @@ def write_readings(
     ) as copy:
         for r in unique:
             copy.write_row(
-                (r.time, r.device_key, r.site_key, r.pollutant, r.period.value, r.value, r.unit, r.flag)
+                (
+                    r.time,
+                    r.device_key,
+                    r.site_key,
+                    r.pollutant,
+                    r.period.value,
+                    r.value,
+                    r.unit,
+                    r.flag,
+                )
             )
     cur = conn.execute(
         """
@@ -88,7 +97,8 @@ def write_readings(
         on conflict (device_key, pollutant, period, time) do update
             set value = excluded.value, flag = excluded.flag, unit = excluded.unit,
                 site_key = excluded.site_key
-            where (r.value, r.flag, r.unit) is distinct from (excluded.value, excluded.flag, excluded.unit)
+            where (r.value, r.flag, r.unit)
+                  is distinct from (excluded.value, excluded.flag, excluded.unit)
         returning (xmax = 0)
         """
     )
@@ -123,10 +133,38 @@ def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> N
                 where excluded.time >= l.time
             """,
             [
-                (r.site_key, r.pollutant, r.period.value, r.device_key, r.time, r.value, r.unit, r.flag)
+                (
+                    r.site_key,
+                    r.pollutant,
+                    r.period.value,
+                    r.device_key,
+                    r.time,
+                    r.value,
+                    r.unit,
+                    r.flag,
+                )
                 for r in newest.values()
             ],
         )
+
+
+# Constant text assembled once; every value is a bound parameter.
+_PLAIN_ROLLUP_UPSERT = (
+    "insert into readings_hourly (device_key, site_key, pollutant, period, unit, hour, n,"  # noqa: S608
+    " n_valid, mean, min, max, mean_all, flags_mask) "
+    + ROLLUP_SELECT.format(bucket="date_trunc('hour', time)")
+    + """
+      and (device_key, pollutant, period, date_trunc('hour', time)) in (
+          select * from unnest(%s::integer[], %s::text[], %s::averaging_period[],
+                               %s::timestamptz[]))
+      and time >= %s and time < %s
+    group by device_key, site_key, pollutant, period, unit, date_trunc('hour', time)
+    on conflict (device_key, pollutant, period, hour) do update set
+        site_key = excluded.site_key, unit = excluded.unit, n = excluded.n,
+        n_valid = excluded.n_valid, mean = excluded.mean, min = excluded.min,
+        max = excluded.max, mean_all = excluded.mean_all, flags_mask = excluded.flags_mask
+    """
+)
 
 
 def _refresh_plain_rollup(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
@@ -134,20 +172,7 @@ def _refresh_plain_rollup(conn: psycopg.Connection, rows: Sequence[StoredReading
     keys = sorted({(r.device_key, r.pollutant, r.period.value, _hour(r.time)) for r in rows})
     dev, pol, per, hour = (list(col) for col in zip(*keys, strict=True))
     conn.execute(
-        "insert into readings_hourly (device_key, site_key, pollutant, period, unit, hour, n,"
-        " n_valid, mean, min, max, mean_all, flags_mask) "
-        + ROLLUP_SELECT.format(bucket="date_trunc('hour', time)")
-        + """
-          and (device_key, pollutant, period, date_trunc('hour', time)) in (
-              select * from unnest(%s::integer[], %s::text[], %s::averaging_period[],
-                                   %s::timestamptz[]))
-          and time >= %s and time < %s
-        group by device_key, site_key, pollutant, period, unit, date_trunc('hour', time)
-        on conflict (device_key, pollutant, period, hour) do update set
-            site_key = excluded.site_key, unit = excluded.unit, n = excluded.n,
-            n_valid = excluded.n_valid, mean = excluded.mean, min = excluded.min,
-            max = excluded.max, mean_all = excluded.mean_all, flags_mask = excluded.flags_mask
-        """,
+        _PLAIN_ROLLUP_UPSERT,
         (dev, pol, per, hour, min(hour), max(hour) + timedelta(hours=1)),
     )
 

@@ -25,7 +25,11 @@ class RegistryChanges:
 
 
 def _upsert(
-    conn: psycopg.Connection, table: str, key: list[str], row: dict[str, Any], changes: RegistryChanges
+    conn: psycopg.Connection,
+    table: str,
+    key: list[str],
+    row: dict[str, Any],
+    changes: RegistryChanges,
 ) -> None:
     """Insert or update one row; an identical row is left untouched (no dead tuple, no count)."""
     cols = list(row)
@@ -50,7 +54,9 @@ def _upsert(
     (changes.inserted if result[0] else changes.updated)[table] += 1
 
 
-def _ensure_site(conn: psycopg.Connection, site_id: str, kind: str, changes: RegistryChanges) -> None:
+def _ensure_site(
+    conn: psycopg.Connection, site_id: str, kind: str, changes: RegistryChanges
+) -> None:
     row = conn.execute("select kind from sites where id = %s", (site_id,)).fetchone()
     if row is None:
         conn.execute("insert into sites (id, kind) values (%s, %s)", (site_id, kind))
@@ -59,7 +65,9 @@ def _ensure_site(conn: psycopg.Connection, site_id: str, kind: str, changes: Reg
         raise ValueError(f"site {site_id!r} is already registered as a {row[0]}, not a {kind}")
 
 
-def write_registry(conn: psycopg.Connection, rows: dict[str, list[dict[str, Any]]]) -> RegistryChanges:
+def write_registry(
+    conn: psycopg.Connection, rows: dict[str, list[dict[str, Any]]]
+) -> RegistryChanges:
     """Write plain rows (as produced by the registry loader) in dependency order.
 
     Permit limits are replaced per outlet, so a limit removed from the file stops being a rule.
@@ -70,7 +78,9 @@ def write_registry(conn: psycopg.Connection, rows: dict[str, list[dict[str, Any]
     for reg in rows["regulators"]:
         _upsert(conn, "regulators", ["id"], reg, changes)
     for dist in rows["districts"]:
-        _upsert(conn, "districts", ["id"], {**dist, "boundary": json.dumps(dist["boundary"])}, changes)
+        _upsert(
+            conn, "districts", ["id"], {**dist, "boundary": json.dumps(dist["boundary"])}, changes
+        )
     for station in rows["stations"]:
         _ensure_site(conn, station["id"], "station", changes)
         _upsert(conn, "stations", ["id"], station, changes)

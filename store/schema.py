@@ -14,6 +14,7 @@ from enum import StrEnum
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Options:
     compress_after_days: int
 
 
-Statements = Callable[[Options], Sequence[str | sql.Composable]]
+Statements = Callable[[Options], Sequence[str | sql.Composed]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +154,8 @@ _ROLLUP_SELECT = """
 """
 
 
-def _readings(opts: Options) -> Sequence[str | sql.Composable]:
-    common: list[str | sql.Composable] = [
+def _readings(opts: Options) -> Sequence[str | sql.Composed]:
+    common: list[str | sql.Composed] = [
         "create type averaging_period as enum ('sample', 'minute', 'hour', 'day')",
         # Narrow types on purpose: this is the table that grows. Site and device are integer
         # keys; the flag is one character (HJ 212-2017 data flags).
@@ -273,16 +274,16 @@ def timescaledb_available(conn: psycopg.Connection) -> bool:
 
 def storage_mode(conn: psycopg.Connection) -> StorageMode | None:
     """The path recorded at migration time, or None before the first migration."""
-    row = conn.execute(
-        "select value from sunlight_meta where key = 'storage'"
-        if _has_table(conn, "sunlight_meta")
-        else "select null where false"
-    ).fetchone()
+    cur = conn.cursor(row_factory=tuple_row)
+    if not _has_table(conn, "sunlight_meta"):
+        return None
+    row = cur.execute("select value from sunlight_meta where key = 'storage'").fetchone()
     return StorageMode(row[0]) if row else None
 
 
 def _has_table(conn: psycopg.Connection, name: str) -> bool:
-    row = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()
+    cur = conn.cursor(row_factory=tuple_row)
+    row = cur.execute("select to_regclass(%s) is not null", (name,)).fetchone()
     return bool(row and row[0])
 
 
@@ -330,7 +331,9 @@ def migrate(
             for migration in MIGRATIONS:
                 if migration.version in done:
                     continue
-                logger.info("applying migration %s: %s (%s)", migration.version, migration.name, mode)
+                logger.info(
+                    "applying migration %s: %s (%s)", migration.version, migration.name, mode
+                )
                 with conn.transaction():
                     for statement in migration.statements(opts):
                         conn.execute(statement)

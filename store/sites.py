@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from domain.errors import NotFound
 from domain.readings import flags_from_mask
@@ -16,16 +17,20 @@ Row = dict[str, Any]
 
 def _latest_by_site(conn: psycopg.Connection, kind: str) -> dict[str, dict[str, Row]]:
     """{site id: {pollutant: newest value}}; the newest across averaging periods wins."""
-    rows = conn.execute(
-        """
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
         select distinct on (s.id, l.pollutant)
                s.id as site_id, l.pollutant, l.value, l.unit, l.flag, l.time, l.period::text
         from latest_readings l join sites s on s.key = l.site_key
         where s.kind = %s
         order by s.id, l.pollutant, l.time desc, l.period
         """,
-        (kind,),
-    ).fetchall()
+            (kind,),
+        )
+        .fetchall()
+    )
     out: dict[str, dict[str, Row]] = defaultdict(dict)
     for r in rows:
         out[r["site_id"]][r["pollutant"]] = {
@@ -39,25 +44,42 @@ def _latest_by_site(conn: psycopg.Connection, kind: str) -> dict[str, dict[str, 
 
 
 def list_stations(conn: psycopg.Connection) -> list[Row]:
-    stations = conn.execute(
-        "select id, name, name_zh, district_id as district, lon, lat, zone from stations order by id"
-    ).fetchall()
+    stations = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select id, name, name_zh, district_id as district, lon, lat, zone"
+            " from stations order by id"
+        )
+        .fetchall()
+    )
     latest = _latest_by_site(conn, "station")
     return [{**s, "latest": latest.get(s["id"], {})} for s in stations]
 
 
 def list_enterprises(conn: psycopg.Connection) -> list[Row]:
-    enterprises = conn.execute(
-        "select id, name, name_zh, industry, district_id as district, lon, lat"
-        " from enterprises order by id"
-    ).fetchall()
-    outlets = conn.execute(
-        "select id, enterprise_id, name, name_zh, kind, reference_o2 from outlets order by id"
-    ).fetchall()
-    limits = conn.execute(
-        "select outlet_id, pollutant, period, value, unit, standard, o2_corrected"
-        " from permit_limits order by outlet_id, pollutant, period"
-    ).fetchall()
+    enterprises = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select id, name, name_zh, industry, district_id as district, lon, lat"
+            " from enterprises order by id"
+        )
+        .fetchall()
+    )
+    outlets = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select id, enterprise_id, name, name_zh, kind, reference_o2 from outlets order by id"
+        )
+        .fetchall()
+    )
+    limits = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select outlet_id, pollutant, period, value, unit, standard, o2_corrected"
+            " from permit_limits order by outlet_id, pollutant, period"
+        )
+        .fetchall()
+    )
     latest = _latest_by_site(conn, "outlet")
     limits_by_outlet: dict[str, list[Row]] = defaultdict(list)
     for lim in limits:
@@ -72,16 +94,22 @@ def list_enterprises(conn: psycopg.Connection) -> list[Row]:
 
 
 def list_districts(conn: psycopg.Connection) -> list[Row]:
-    return conn.execute(
-        "select d.id, d.name, d.name_zh, d.regulator_id as regulator, d.boundary,"
-        " r.name as regulator_name, r.name_zh as regulator_name_zh"
-        " from districts d join regulators r on r.id = d.regulator_id order by d.id"
-    ).fetchall()
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select d.id, d.name, d.name_zh, d.regulator_id as regulator, d.boundary,"
+            " r.name as regulator_name, r.name_zh as regulator_name_zh"
+            " from districts d join regulators r on r.id = d.regulator_id order by d.id"
+        )
+        .fetchall()
+    )
 
 
 def get_site(conn: psycopg.Connection, site_id: str) -> Row:
-    row = conn.execute(
-        """
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
         select s.key, s.id, s.kind, coalesce(st.name, o.name) as name,
                array(select d.key from devices d where d.site_id = s.id) as device_keys
         from sites s
@@ -89,8 +117,10 @@ def get_site(conn: psycopg.Connection, site_id: str) -> Row:
         left join outlets o on o.id = s.id
         where s.id = %s
         """,
-        (site_id,),
-    ).fetchone()
+            (site_id,),
+        )
+        .fetchone()
+    )
     if row is None:
         raise NotFound(f"no station or outlet with id {site_id!r}")
     return row
@@ -98,6 +128,7 @@ def get_site(conn: psycopg.Connection, site_id: str) -> Row:
 
 def raw_series(
     conn: psycopg.Connection,
+    *,
     device_keys: list[int],
     pollutant: str,
     periods: list[str],
@@ -106,8 +137,10 @@ def raw_series(
     limit: int,
 ) -> list[Row]:
     """Readings as reported, oldest first, each with its flag."""
-    return conn.execute(
-        """
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
         select time, value, unit, flag, period::text as period
         from readings
         where device_key = any(%s) and pollutant = %s
@@ -115,12 +148,15 @@ def raw_series(
         order by time, period
         limit %s
         """,
-        (device_keys, pollutant, periods, start, end, limit),
-    ).fetchall()
+            (device_keys, pollutant, periods, start, end, limit),
+        )
+        .fetchall()
+    )
 
 
 def hourly_series(
     conn: psycopg.Connection,
+    *,
     device_keys: list[int],
     pollutant: str,
     start: datetime,
@@ -132,8 +168,10 @@ def hourly_series(
     Where a device sent both samples and minute means for one hour, the minute means win:
     they are what HJ 75 validity is counted in.
     """
-    rows = conn.execute(
-        """
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
         select distinct on (hour) hour as time, mean, min, max, mean_all, n, n_valid, unit,
                flags_mask, period::text as source_period
         from readings_hourly
@@ -141,8 +179,10 @@ def hourly_series(
         order by hour, (period = 'minute') desc
         limit %s
         """,
-        (device_keys, pollutant, start, end, limit),
-    ).fetchall()
+            (device_keys, pollutant, start, end, limit),
+        )
+        .fetchall()
+    )
     for r in rows:
         r["flags"] = flags_from_mask(r.pop("flags_mask"))
     return rows

@@ -164,7 +164,9 @@ class AmqttServer(_Process):
         self.root.mkdir(parents=True, exist_ok=True)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
         conf.write_text(yaml.safe_dump(config))
         return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]

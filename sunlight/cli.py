@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-simulator", action="store_true", help="do not simulate devices")
     up.set_defaults(func=cmd_up)
 
-    db = sub.add_parser("db", help="database tasks").add_subparsers(dest="db_command", required=True)
+    db = sub.add_parser("db", help="database tasks").add_subparsers(
+        dest="db_command", required=True
+    )
     db.add_parser("migrate", help="apply pending schema migrations").set_defaults(func=cmd_migrate)
 
     reg = sub.add_parser("registry", help="registry file tasks").add_subparsers(

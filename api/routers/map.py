@@ -20,9 +20,7 @@ STATIC_PREFIX = "/static"
 def map_page(
     conn: ConnDep,
     settings: SettingsDep,
-    lang: Annotated[
-        Literal["en", "zh"], Query(description="Label language: en or zh.")
-    ] = "en",
+    lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
 ) -> HTMLResponse:
     html = build_map(
         list_stations(conn),

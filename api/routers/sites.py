@@ -77,6 +77,7 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     summary="A station's or outlet's readings of one pollutant, raw or as hourly means",
 )
 def site_readings(
+    *,
     conn: ConnDep,
     site_id: Annotated[
         str,
@@ -84,7 +85,9 @@ def site_readings(
     ],
     pollutant: Annotated[
         str,
-        Query(description="Pollutant code, e.g. so2, no2, pm25, cod.", examples=["so2"], max_length=32),
+        Query(
+            description="Pollutant code, e.g. so2, no2, pm25, cod.", examples=["so2"], max_length=32
+        ),
     ],
     start: Annotated[
         str | None,
@@ -96,7 +99,10 @@ def site_readings(
     ] = None,
     end: Annotated[
         str | None,
-        Query(description="End (exclusive), ISO 8601 with time zone. Default: now.", examples=["2026-11-23T00:00:00Z"]),
+        Query(
+            description="End (exclusive), ISO 8601 with time zone. Default: now.",
+            examples=["2026-11-23T00:00:00Z"],
+        ),
     ] = None,
     interval: Annotated[
         Interval,
@@ -118,10 +124,23 @@ def site_readings(
     site = sites.get_site(conn, site_id)
     if interval is Interval.raw:
         data = sites.raw_series(
-            conn, site["device_keys"], code, ["sample", "minute", "hour", "day"], start_t, end_t, limit
+            conn,
+            device_keys=site["device_keys"],
+            pollutant=code,
+            periods=["sample", "minute", "hour", "day"],
+            start=start_t,
+            end=end_t,
+            limit=limit,
         )
     else:
-        data = sites.hourly_series(conn, site["device_keys"], code, start_t, end_t, limit)
+        data = sites.hourly_series(
+            conn,
+            device_keys=site["device_keys"],
+            pollutant=code,
+            start=start_t,
+            end=end_t,
+            limit=limit,
+        )
     return {
         "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
         "pollutant": code,

@@ -21,16 +21,33 @@ def parse(doc: object, medium: Medium = Medium.FLUE_GAS):  # type: ignore[no-unt
 
 def test_single_message() -> None:
     """The documented example becomes one typed, UTC, minute reading."""
-    p = parse({"ts": "2026-11-23T10:00:00Z", "readings": [{"pollutant": "so2", "value": 31.2, "unit": "mg/m3", "flag": "N"}]})
+    p = parse(
+        {
+            "ts": "2026-11-23T10:00:00Z",
+            "readings": [{"pollutant": "so2", "value": 31.2, "unit": "mg/m3", "flag": "N"}],
+        }
+    )
     assert p.rejections == []
     (r,) = p.readings
-    assert (r.pollutant, r.value, r.unit, r.flag, r.period) == ("so2", 31.2, "mg/m3", Flag.NORMAL, Period.MINUTE)
+    assert (r.pollutant, r.value, r.unit, r.flag, r.period) == (
+        "so2",
+        31.2,
+        "mg/m3",
+        Flag.NORMAL,
+        Period.MINUTE,
+    )
     assert r.time == datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 
 def test_offset_timestamp_becomes_utc() -> None:
     """A timestamp with an offset is stored in UTC."""
-    p = parse({"ts": "2026-11-23T18:00:00+08:00", "readings": [{"pollutant": "cod", "value": 20, "unit": "mg/L"}]}, Medium.WASTEWATER)
+    p = parse(
+        {
+            "ts": "2026-11-23T18:00:00+08:00",
+            "readings": [{"pollutant": "cod", "value": 20, "unit": "mg/L"}],
+        },
+        Medium.WASTEWATER,
+    )
     assert p.readings[0].time == datetime(2026, 11, 23, 10, tzinfo=UTC)
     assert p.readings[0].flag is Flag.NORMAL
 
@@ -41,8 +58,16 @@ def test_batch_form_and_period() -> None:
         {
             "period": "hour",
             "batch": [
-                {"ts": "2026-11-22T01:00:00Z", "readings": [{"pollutant": "nox", "value": 40, "unit": "mg/m3"}]},
-                {"ts": "2026-11-22T02:00:00Z", "readings": [{"pollutant": "nox", "value": 41, "unit": "mg/m3", "period": "minute"}]},
+                {
+                    "ts": "2026-11-22T01:00:00Z",
+                    "readings": [{"pollutant": "nox", "value": 40, "unit": "mg/m3"}],
+                },
+                {
+                    "ts": "2026-11-22T02:00:00Z",
+                    "readings": [
+                        {"pollutant": "nox", "value": 41, "unit": "mg/m3", "period": "minute"}
+                    ],
+                },
             ],
         }
     )
@@ -51,7 +76,13 @@ def test_batch_form_and_period() -> None:
 
 def test_unit_conversion_to_canonical() -> None:
     """Ambient SO2 sent in mg/m³ is stored in µg/m³."""
-    p = parse({"ts": "2026-11-23T10:00:00Z", "readings": [{"pollutant": "so2", "value": 0.02, "unit": "mg/m3"}]}, Medium.AMBIENT)
+    p = parse(
+        {
+            "ts": "2026-11-23T10:00:00Z",
+            "readings": [{"pollutant": "so2", "value": 0.02, "unit": "mg/m3"}],
+        },
+        Medium.AMBIENT,
+    )
     assert p.readings[0].unit == "ug/m3"
     assert p.readings[0].value == pytest.approx(20.0)
 
@@ -62,13 +93,54 @@ def test_unit_conversion_to_canonical() -> None:
         (b"{not json", "bad_json"),
         (b"\xff\xfe", "bad_json"),
         (b"[1, 2]", "bad_envelope"),
-        (json.dumps({"readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(), "bad_envelope"),
+        (
+            json.dumps({"readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(),
+            "bad_envelope",
+        ),
         (json.dumps({"ts": "2026-11-23T10:00:00Z", "readings": []}).encode(), "bad_envelope"),
-        (json.dumps({"ts": "2026-11-23T10:00:00", "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(), "naive_timestamp"),
-        (json.dumps({"ts": "yesterday", "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(), "bad_timestamp"),
-        (json.dumps({"ts": "2036-01-01T00:00:00Z", "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(), "future_timestamp"),
-        (json.dumps({"ts": "1970-01-01T00:00:00Z", "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(), "timestamp_out_of_range"),
-        (json.dumps({"ts": "2026-11-23T10:00:00Z", "period": "week", "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}).encode(), "bad_period"),
+        (
+            json.dumps(
+                {
+                    "ts": "2026-11-23T10:00:00",
+                    "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}],
+                }
+            ).encode(),
+            "naive_timestamp",
+        ),
+        (
+            json.dumps(
+                {"ts": "yesterday", "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}]}
+            ).encode(),
+            "bad_timestamp",
+        ),
+        (
+            json.dumps(
+                {
+                    "ts": "2036-01-01T00:00:00Z",
+                    "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}],
+                }
+            ).encode(),
+            "future_timestamp",
+        ),
+        (
+            json.dumps(
+                {
+                    "ts": "1970-01-01T00:00:00Z",
+                    "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}],
+                }
+            ).encode(),
+            "timestamp_out_of_range",
+        ),
+        (
+            json.dumps(
+                {
+                    "ts": "2026-11-23T10:00:00Z",
+                    "period": "week",
+                    "readings": [{"pollutant": "so2", "value": 1, "unit": "mg/m3"}],
+                }
+            ).encode(),
+            "bad_period",
+        ),
         (json.dumps({"batch": []}).encode(), "bad_envelope"),
         (b"[" * 200_000 + b"]" * 200_000, "too_large"),
         (b"[" * 20_000 + b"]" * 20_000, "bad_json"),
@@ -110,7 +182,11 @@ def test_value_rejections_keep_good_neighbours(reading: object, reason: str) -> 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
 def test_non_finite_values(literal: bytes) -> None:
     """NaN and infinities (JSON extensions or overflow) are rejected as non-finite."""
-    raw = b'{"ts": "2026-11-23T10:00:00Z", "readings": [{"pollutant": "so2", "unit": "mg/m3", "value": ' + literal + b"}]}"
+    raw = (
+        b'{"ts": "2026-11-23T10:00:00Z", "readings": [{"pollutant": "so2", "unit": "mg/m3", "value": '
+        + literal
+        + b"}]}"
+    )
     p = parse_json_payload(raw, Medium.FLUE_GAS, NOW)
     assert p.readings == []
     assert p.rejections[0].reason == "non_finite_value"
@@ -118,7 +194,13 @@ def test_non_finite_values(literal: bytes) -> None:
 
 def test_negative_temperature_is_allowed() -> None:
     """Temperatures may be negative; concentrations may not."""
-    p = parse({"ts": "2026-11-23T10:00:00Z", "readings": [{"pollutant": "temperature", "value": -12.5, "unit": "degC"}]}, Medium.AMBIENT)
+    p = parse(
+        {
+            "ts": "2026-11-23T10:00:00Z",
+            "readings": [{"pollutant": "temperature", "value": -12.5, "unit": "degC"}],
+        },
+        Medium.AMBIENT,
+    )
     assert p.readings[0].value == -12.5
 
 

@@ -1,0 +1,724 @@
+"""The public map page: stations, enterprises and districts (GeoJSON in) as one offline HTML page.
+
+The page is made with folium but loads only the Leaflet and markercluster files that
+:mod:`maps.assets` serves locally; stock folium pulls jQuery, Bootstrap and more from CDNs, so
+features needing them (``folium.Popup``, ``folium.Marker`` icons, ``keep_in_front``) are not used.
+Every text taken from the data is HTML-escaped here, once, before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeGuard
+from urllib.parse import quote
+
+import folium
+import folium.plugins
+import jinja2
+from branca.element import Element, Figure, MacroElement
+from folium.template import Template
+from folium.utilities import JsCode
+
+from domain.errors import ValidationError
+from domain.pollutants import get_pollutant
+from domain.readings import Flag
+from maps.assets import DEFAULT_PREFIX, LEAFLET, MARKERCLUSTER, css_urls, js_urls
+
+__all__ = ["OSM_ATTRIBUTION", "OSM_TILES", "build_map"]
+
+logger = logging.getLogger(__name__)
+
+OSM_TILES: Final = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION: Final = (
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+)
+
+# With no features to fit, show mainland China: the registry's sites are reported under
+# Chinese standards (HJ 212, GB 3095), so that is where an empty deployment will grow.
+DEFAULT_CENTER: Final = (35.0, 105.0)
+DEFAULT_ZOOM: Final = 4
+# A map without a tile layer has no maximum zoom, and fitting a single point would then zoom
+# without end; these caps keep one-site maps at street scale.
+MAX_ZOOM: Final = 18
+FIT_MAX_ZOOM: Final = 14
+
+STATION_STYLE: Final = {
+    "radius": 7,
+    "color": "#ffffff",
+    "weight": 1.5,
+    "fillColor": "#1f78b4",
+    "fillOpacity": 0.9,
+}
+ENTERPRISE_STYLE: Final = {
+    "radius": 6,
+    "color": "#7f2704",
+    "weight": 2.5,
+    "fillColor": "#fd8d3c",
+    "fillOpacity": 0.9,
+}
+NO_DATA_FILL: Final = "#9e9e9e"
+DISTRICT_STYLE_LOCAL: Final = {
+    "color": "#6b7b8c",
+    "weight": 1.2,
+    "fillColor": "#e8ecef",
+    "fillOpacity": 0.8,
+}
+# Over real tiles the districts are only outlines, so the basemap stays readable.
+DISTRICT_STYLE_TILES: Final = {
+    "color": "#4a5a6a",
+    "weight": 1.5,
+    "dashArray": "4 3",
+    "fillColor": "#4a5a6a",
+    "fillOpacity": 0.04,
+}
+
+LABELS: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "html_lang": "en",
+        "colon": ": ",
+        "title": "Sunlight — pollution monitoring map",
+        "stations": "Air-quality stations",
+        "enterprises": "Enterprises (emission outlets)",
+        "districts": "Districts",
+        "basemap": "Basemap",
+        "legend": "Legend",
+        "no_data": "No data yet",
+        "cluster": "Several enterprises (zoom in)",
+        "latest": "Latest values",
+        "pollutant": "Pollutant",
+        "value": "Value",
+        "flag": "Flag",
+        "time": "Time",
+        "details": "Readings",
+        "outlet": "Outlet",
+        "industry": "Industry",
+        "district": "District",
+        "regulator": "Regulator",
+    },
+    "zh": {
+        "html_lang": "zh-Hans",
+        "colon": "：",
+        "title": "阳光 — 污染监测地图",
+        "stations": "空气质量监测站",
+        "enterprises": "重点排污企业（排放口）",
+        "districts": "行政区",
+        "basemap": "底图",
+        "legend": "图例",
+        "no_data": "暂无数据",
+        "cluster": "多家企业（放大查看）",
+        "latest": "最新数据",
+        "pollutant": "污染物",
+        "value": "数值",
+        "flag": "标记",
+        "time": "时间",
+        "details": "详细数据",
+        "outlet": "排放口",
+        "industry": "行业",
+        "district": "区县",
+        "regulator": "监管部门",
+    },
+}
+
+INDUSTRIES: Final[dict[str, tuple[str, str]]] = {
+    "thermal_power": ("Thermal power", "火电"),
+    "steel": ("Steel", "钢铁"),
+    "cement": ("Cement", "水泥"),
+    "chemical": ("Chemical", "化工"),
+    "wastewater_treatment": ("Wastewater treatment", "污水处理"),
+    "other": ("Other", "其他"),
+}
+
+# HJ 212-2017 data flags; a reader of the public map needs the words, not the letter.
+FLAGS: Final[dict[Flag, tuple[str, str]]] = {
+    Flag.NORMAL: ("Normal", "正常"),
+    Flag.STOPPED: ("Stopped", "停运"),
+    Flag.MAINTENANCE: ("Maintenance", "维护"),
+    Flag.MANUAL: ("Manual input", "手工输入"),
+    Flag.FAULT: ("Fault", "故障"),
+    Flag.CALIBRATION: ("Calibration", "校准"),
+    Flag.OVER_RANGE: ("Over range", "超测上限"),
+    Flag.COMMS: ("Communication fault", "通讯异常"),
+}
+
+PAGE_CSS: Final = """<style>
+.leaflet-container { background: #f4f6f8; font-family: system-ui, -apple-system, "Segoe UI",
+    "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif; }
+.sl-popup h4 { margin: 0 0 .2em; font-size: 1.05em; }
+.sl-popup h5 { margin: .6em 0 .2em; font-size: .95em; }
+.sl-popup .sl-meta { margin: 0 0 .4em; color: #555; }
+.sl-popup table { border-collapse: collapse; margin: .2em 0; }
+.sl-popup th, .sl-popup td { padding: .1em .5em .1em 0; text-align: left; vertical-align: top; }
+.sl-popup td.sl-num { text-align: right; font-variant-numeric: tabular-nums; }
+.sl-popup .sl-bad { color: #b2182b; font-weight: 600; }
+.sl-popup .sl-none { color: #777; font-style: italic; margin: .2em 0; }
+.sl-district-label { background: transparent; border: 0; box-shadow: none; color: #46525e;
+    font-weight: 600; text-shadow: 0 0 3px #fff, 0 0 3px #fff; }
+.sl-district-label::before { display: none; }
+.sl-legend { background: rgba(255, 255, 255, .92); padding: .5em .7em; border-radius: 4px;
+    box-shadow: 0 1px 4px rgba(0, 0, 0, .3); line-height: 1.6; }
+.sl-legend strong { display: block; margin-bottom: .2em; }
+.sl-sym { display: inline-block; width: 12px; height: 12px; border-radius: 50%;
+    vertical-align: middle; margin-right: .4em; box-sizing: border-box; }
+.sl-area { display: inline-block; width: 14px; height: 10px; vertical-align: middle;
+    margin-right: .4em; }
+.sl-cluster { display: inline-block; min-width: 18px; height: 18px; border-radius: 9px;
+    background: rgba(110, 204, 57, .8); font-size: 11px; line-height: 18px; text-align: center;
+    vertical-align: middle; margin-right: .4em; }
+</style>"""
+
+# Replaces branca's Figure template for one page only: the same document plus a lang attribute
+# (browsers choose CJK glyph shapes from it), and the title after the charset meta in the header.
+# LANG is replaced by a LABELS entry, never by caller input.
+_PAGE_TEMPLATE: Final = (
+    "<!DOCTYPE html>\n"
+    '<html lang="LANG">\n'
+    "<head>\n"
+    "    {{ this.header.render(**kwargs) }}\n"
+    "{% if this.title %}<title>{{ this.title }}</title>{% endif %}\n"
+    "</head>\n"
+    "<body>\n"
+    "    {{ this.html.render(**kwargs) }}\n"
+    "</body>\n"
+    "<script>\n"
+    "    {{ this.script.render(**kwargs) }}\n"
+    "</script>\n"
+    "</html>\n"
+)
+
+_LEGEND_TEMPLATE: Final = Template(
+    """
+    {% macro script(this, kwargs) %}
+    (function () {
+        var legend = L.control({position: "bottomright"});
+        legend.onAdd = function () {
+            var div = L.DomUtil.create("div", "sl-legend");
+            div.innerHTML = {{ this.data|tojson }};
+            L.DomEvent.disableClickPropagation(div);
+            return div;
+        };
+        legend.addTo({{ this._parent.get_name() }});
+    })();
+    {% endmacro %}
+    """
+)
+
+# Popups are assembled in the browser, on opening, from strings already escaped in Python: the
+# table markup then appears once per page instead of once per site, which keeps a page with
+# thousands of sites several times smaller. Lookups use hasOwnProperty so that a pollutant
+# code such as "constructor" cannot reach Object.prototype.
+_POPUP_TEMPLATE: Final = Template(
+    """
+    {% macro script(this, kwargs) %}
+    var sunlight_popup = (function (t) {
+        function own(o, k) { return Object.prototype.hasOwnProperty.call(o, k); }
+        function table(rows) {
+            if (!rows.length) { return '<p class="sl-none">' + t.no_data + '</p>'; }
+            var out = '<table><tr><th>' + t.pollutant + '</th><th>' + t.value + '</th><th>'
+                + t.flag + '</th><th>' + t.time + '</th></tr>';
+            rows.forEach(function (r) {
+                var flag = r[3];
+                if (own(t.flags, r[3])) {
+                    var f = t.flags[r[3]];
+                    flag = '<span' + (f[1] ? ' class="sl-bad"' : '') + ' title="' + f[0] + '">'
+                        + r[3] + ' ' + f[0] + '</span>';
+                }
+                out += '<tr><td title="' + r[0] + '">' + (own(t.names, r[0]) ? t.names[r[0]] : r[0])
+                    + '</td><td class="sl-num">' + r[1] + ' ' + r[2] + '</td><td>' + flag
+                    + '</td><td>' + r[4] + '</td></tr>';
+            });
+            return out + '</table>';
+        }
+        return function (p) {
+            var out = '<div class="sl-popup"><h4>' + p.h + '</h4>' + (p.m || '');
+            (p.g || []).forEach(function (s) {
+                out += '<h5>' + (s.o ? t.outlet + ' ' + s.o + ' · ' : '') + t.latest + '</h5>'
+                    + table(s.r);
+                if (s.u) {
+                    out += '<p><a href="' + s.u + '" target="_blank" rel="noopener">'
+                        + t.details + ' &rarr;</a></p>';
+                }
+            });
+            return out + '</div>';
+        };
+    })({{ this.data|tojson }});
+    {% endmacro %}
+    """
+)
+
+
+class _Script(MacroElement):
+    """A fixed script template fed with JSON data (folium's Popup would need jQuery)."""
+
+    def __init__(self, template: Template, data: object) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "Sunlight"
+        self._template = template
+        self.data = data
+
+
+def _point_to_layer(style: Mapping[str, object], no_data_style: Mapping[str, object]) -> JsCode:
+    return JsCode(
+        "function (feature, latlng) {\n"
+        f"    return L.circleMarker(latlng, feature.properties.nd ? {json.dumps(no_data_style)}"
+        f" : {json.dumps(style)});\n"
+        "}"
+    )
+
+
+def _on_each_feature(tooltip_options: Mapping[str, object]) -> JsCode:
+    # The popup is a function so its HTML is built only for the sites someone opens.
+    return JsCode(
+        "function (feature, layer) {\n"
+        "    var p = feature.properties;\n"
+        "    if (p.p) { layer.bindPopup(function () { return sunlight_popup(p.p); },"
+        " {maxWidth: 420}); }\n"
+        f"    if (p.t) {{ layer.bindTooltip(p.t, {json.dumps(tooltip_options)}); }}\n"
+        "}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    """One pollutant's latest value at a site, as the popup shows it."""
+
+    pollutant: str
+    value: float | None
+    unit: str
+    flag: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Point:
+    """A site's position and its raw properties, once the geometry has been checked."""
+
+    lon: float
+    lat: float
+    props: Mapping[str, Any]
+
+
+def build_map(
+    stations: Mapping[str, Any],
+    enterprises: Mapping[str, Any],
+    districts: Mapping[str, Any],
+    *,
+    static_prefix: str = DEFAULT_PREFIX,
+    tiles: str = "local",
+    attribution: str = "",
+    lang: str = "en",
+    detail_url: str = "/api/v1/sites/{id}/readings?interval=hour",
+) -> str:
+    """Render the map page as a complete HTML document.
+
+    ``stations``, ``enterprises`` and ``districts`` are GeoJSON FeatureCollections ([lon, lat]).
+    ``tiles`` is ``"local"`` (no tile layer: the districts are the basemap), ``"osm"``, or a tile
+    URL template containing ``{z}`` (then ``attribution``, trusted HTML, is required).
+    ``detail_url`` has ``{id}`` replaced by the URL-quoted station or outlet id.
+    Raises ``ValueError`` for an unknown ``lang`` or ``tiles``, or input that is not a
+    FeatureCollection; features without a usable geometry are left out and logged.
+    """
+    if lang not in LABELS:
+        raise ValueError(f"lang must be one of {sorted(LABELS)}, not {lang!r}")
+    labels = LABELS[lang]
+    local = tiles == "local"
+    tile_layer = _tile_layer(tiles, attribution, labels)
+
+    station_points = list(_points(stations, "stations"))
+    enterprise_points = list(_points(enterprises, "enterprises"))
+    district_features = list(_polygons(districts))
+    popups = _Popups(lang, labels, detail_url, district_features)
+
+    fmap = folium.Map(
+        location=DEFAULT_CENTER,
+        zoom_start=DEFAULT_ZOOM,
+        tiles=None,
+        prefer_canvas=True,  # one canvas draws thousands of circles far faster than SVG nodes
+        control_scale=True,
+    )
+    fmap.options["max_zoom"] = MAX_ZOOM
+    # Per instance, not on the class: folium's lists are module-level and shared by every map.
+    fmap.default_js = js_urls(static_prefix, directories=(LEAFLET,))
+    fmap.default_css = css_urls(static_prefix, directories=(LEAFLET,))
+
+    page = Figure(title=html.escape(labels["title"]))
+    page._template = jinja2.Template(_PAGE_TEMPLATE.replace("LANG", labels["html_lang"]))
+    fmap.add_to(page)
+    page.header.add_child(Element(PAGE_CSS), name="sunlight_css")
+
+    if tile_layer is not None:
+        tile_layer.add_to(fmap)
+
+    district_style = DISTRICT_STYLE_LOCAL if local else DISTRICT_STYLE_TILES
+    folium.GeoJson(
+        _collection(popups.district(f) for f in district_features),
+        name=html.escape(labels["districts"]),
+        style=JsCode(f"function () {{ return {json.dumps(district_style)}; }}"),
+        on_each_feature=_on_each_feature(
+            {"permanent": True, "direction": "center", "className": "sl-district-label"}
+            if local
+            else {"sticky": True}
+        ),
+    ).add_to(fmap)
+
+    point_tooltip = {"direction": "top", "offset": [0, -6]}
+    folium.GeoJson(
+        _collection(popups.station(p) for p in station_points),
+        name=html.escape(labels["stations"]),
+        point_to_layer=_point_to_layer(STATION_STYLE, {**STATION_STYLE, "fillColor": NO_DATA_FILL}),
+        on_each_feature=_on_each_feature(point_tooltip),
+    ).add_to(fmap)
+
+    cluster = folium.plugins.MarkerCluster(  # type: ignore[no-untyped-call]
+        name=html.escape(labels["enterprises"]),
+        show_coverage_on_hover=False,
+        chunked_loading=True,  # adds markers in slices so thousands do not freeze the page
+    )
+    cluster.default_js = js_urls(static_prefix, directories=(MARKERCLUSTER,))
+    cluster.default_css = css_urls(static_prefix, directories=(MARKERCLUSTER,))
+    cluster.add_to(fmap)
+    # One GeoJson layer inside the cluster: markercluster flattens a LayerGroup into its markers.
+    folium.GeoJson(
+        _collection(popups.enterprise(p) for p in enterprise_points),
+        control=False,
+        point_to_layer=_point_to_layer(
+            ENTERPRISE_STYLE, {**ENTERPRISE_STYLE, "fillColor": NO_DATA_FILL}
+        ),
+        on_each_feature=_on_each_feature(point_tooltip),
+    ).add_to(cluster)
+
+    # After the features: only now are all the pollutant codes the popups mention known.
+    fmap.add_child(_Script(_POPUP_TEMPLATE, popups.texts()), name="sunlight_popup")
+    fmap.add_child(
+        _Script(_LEGEND_TEMPLATE, _legend_html(labels, local=local)), name="sunlight_legend"
+    )
+    folium.LayerControl(collapsed=False).add_to(fmap)
+
+    bounds = _bounds(
+        [(p.lon, p.lat) for p in (*station_points, *enterprise_points)]
+        + [pos for f in district_features for pos in _positions(f["geometry"]["coordinates"])]
+    )
+    if bounds is not None:
+        fmap.fit_bounds(bounds, max_zoom=FIT_MAX_ZOOM, padding=(20, 20))
+
+    rendered: str = page.render()
+    return rendered
+
+
+def _collection(features: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": list(features)}
+
+
+def _tile_layer(tiles: str, attribution: str, labels: Mapping[str, str]) -> folium.TileLayer | None:
+    if tiles == "local":
+        return None
+    if tiles == "osm":
+        # OSM's tile policy requires its attribution; a caller's credit is added, not substituted.
+        attr = f"{OSM_ATTRIBUTION} | {attribution}" if attribution else OSM_ATTRIBUTION
+        return folium.TileLayer(tiles=OSM_TILES, attr=attr, name="OpenStreetMap", max_zoom=19)
+    if "{z}" in tiles:
+        if not attribution:
+            raise ValueError("a custom tile URL needs an attribution for its map data")
+        return folium.TileLayer(tiles=tiles, attr=attribution, name=labels["basemap"])
+    raise ValueError(f"tiles must be 'local', 'osm' or a URL template with {{z}}, not {tiles!r}")
+
+
+def _features(collection: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
+    if not isinstance(collection, Mapping) or collection.get("type") != "FeatureCollection":
+        raise ValueError(f"{kind} must be a GeoJSON FeatureCollection")
+    features = collection.get("features") or []
+    if not isinstance(features, list):
+        raise ValueError(f"{kind}.features must be a list")
+    return [f for f in features if isinstance(f, Mapping)]
+
+
+def _points(collection: Mapping[str, Any], kind: str) -> Iterator[_Point]:
+    skipped = 0
+    for feature in _features(collection, kind):
+        geometry = feature.get("geometry") or {}
+        coords = geometry.get("coordinates") if isinstance(geometry, Mapping) else None
+        props = feature.get("properties")
+        if (
+            isinstance(geometry, Mapping)
+            and geometry.get("type") == "Point"
+            and isinstance(coords, Sequence)
+            and len(coords) >= 2
+            and _finite(coords[0])
+            and _finite(coords[1])
+            and -180 <= coords[0] <= 180
+            and -90 <= coords[1] <= 90
+        ):
+            yield _Point(
+                float(coords[0]), float(coords[1]), props if isinstance(props, Mapping) else {}
+            )
+        else:
+            skipped += 1
+    if skipped:
+        # A site without a usable position is left off the map rather than failing the page.
+        logger.warning("map: skipped %s %s without a valid Point geometry", skipped, kind)
+
+
+def _polygons(collection: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    skipped = 0
+    for feature in _features(collection, "districts"):
+        geometry = feature.get("geometry")
+        if (
+            isinstance(geometry, Mapping)
+            and geometry.get("type") in ("Polygon", "MultiPolygon")
+            and isinstance(geometry.get("coordinates"), list)
+        ):
+            props = feature.get("properties")
+            yield {"geometry": geometry, "properties": props if isinstance(props, Mapping) else {}}
+        else:
+            skipped += 1
+    if skipped:
+        logger.warning("map: skipped %s districts without a Polygon geometry", skipped)
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positions(coords: object) -> Iterator[tuple[float, float]]:
+    """Every [lon, lat] position in a (Multi)Polygon's nested coordinate arrays."""
+    if isinstance(coords, Sequence) and not isinstance(coords, str):
+        lon, lat = (coords[0], coords[1]) if len(coords) >= 2 else (None, None)
+        if _finite(lon) and _finite(lat):
+            yield float(lon), float(lat)
+        else:
+            for item in coords:
+                yield from _positions(item)
+
+
+def _bounds(positions: list[tuple[float, float]]) -> list[list[float]] | None:
+    if not positions:
+        return None
+    lons = [p[0] for p in positions]
+    lats = [p[1] for p in positions]
+    return [[min(lats), min(lons)], [max(lats), max(lons)]]
+
+
+def _text(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _name(props: Mapping[str, Any], lang: str) -> str:
+    """The name in the chosen language, falling back to the other one, then to the id."""
+    order = ("name_zh", "name") if lang == "zh" else ("name", "name_zh")
+    for key in order:
+        value = props.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return str(props.get("id") or "")
+
+
+def _latest(values: object) -> list[_Latest]:
+    if not isinstance(values, Mapping):
+        return []
+    out = []
+    for pollutant, reading in values.items():
+        if not isinstance(reading, Mapping):
+            continue
+        value = reading.get("value")
+        out.append(
+            _Latest(
+                pollutant=str(pollutant),
+                value=float(value) if _finite(value) else None,
+                unit=str(reading.get("unit") or ""),
+                flag=str(reading.get("flag") or ""),
+                time=str(reading.get("time") or ""),
+            )
+        )
+    return sorted(out, key=lambda r: r.pollutant)
+
+
+def _pollutant_name(code: str, lang: str) -> str:
+    try:
+        pollutant = get_pollutant(code)
+    except ValidationError:
+        return code
+    return pollutant.name_zh if lang == "zh" else pollutant.name_en
+
+
+def _format_value(value: float | None) -> str:
+    if value is None:
+        return "—"
+    # Four significant digits match instrument resolution; large flows keep their integer part.
+    return f"{value:.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+
+
+class _Popups:
+    """Turns features into the compact, escaped properties the page's popup script reads.
+
+    Properties: ``t`` tooltip, ``nd`` no data yet, ``p`` popup = {``h`` title, ``m`` meta line,
+    ``g`` sections of {``o`` outlet, ``r`` rows [code, value, unit, flag, time], ``u`` link}}.
+    Every string in them is HTML-escaped here.
+    """
+
+    def __init__(
+        self,
+        lang: str,
+        labels: Mapping[str, str],
+        detail_url: str,
+        districts: Iterable[Mapping[str, Any]],
+    ) -> None:
+        self.lang = lang
+        self.labels = labels
+        self.detail_url = detail_url
+        self.district_names = {
+            str(f["properties"]["id"]): _name(f["properties"], lang)
+            for f in districts
+            if f["properties"].get("id") is not None
+        }
+        self.pollutant_names: dict[str, str] = {}
+
+    def texts(self) -> dict[str, Any]:
+        """The page-wide words the popup script needs, escaped."""
+        words = {
+            key: html.escape(self.labels[key])
+            for key in ("no_data", "pollutant", "value", "flag", "time", "latest", "outlet")
+        }
+        index = 1 if self.lang == "zh" else 0
+        flags = {
+            html.escape(flag.value): [html.escape(names[index]), flag is not Flag.NORMAL]
+            for flag, names in FLAGS.items()
+        }
+        return {
+            **words,
+            "details": html.escape(self.labels["details"]),
+            "flags": flags,
+            "names": self.pollutant_names,
+        }
+
+    def station(self, point: _Point) -> dict[str, Any]:
+        props = point.props
+        name = _name(props, self.lang)
+        section = self._section(props.get("latest"), props.get("id"), outlet=None)
+        popup = {
+            "h": _text(name),
+            "m": self._meta([(self.labels["district"], self._district(props.get("district")))]),
+            "g": [section],
+        }
+        return _point_feature(point, popup, _text(name), no_data=not section["r"])
+
+    def enterprise(self, point: _Point) -> dict[str, Any]:
+        props = point.props
+        name = _name(props, self.lang)
+        industry = str(props.get("industry") or "")
+        raw_latest = props.get("latest")
+        latest = (
+            {str(k): v for k, v in raw_latest.items()} if isinstance(raw_latest, Mapping) else {}
+        )
+        raw_outlets = props.get("outlets")
+        listed = [str(o) for o in raw_outlets] if isinstance(raw_outlets, list) else []
+        # Outlets named in the list come first, in its order; any others with data follow.
+        sections = [
+            self._section(latest.get(outlet_id), outlet_id, outlet=outlet_id)
+            for outlet_id in dict.fromkeys([*listed, *latest])
+        ]
+        industry_words = INDUSTRIES.get(industry, (industry, industry))[
+            1 if self.lang == "zh" else 0
+        ]
+        meta = self._meta(
+            [
+                (self.labels["industry"], industry_words),
+                (self.labels["district"], self._district(props.get("district"))),
+            ]
+        )
+        popup = {
+            "h": _text(name),
+            "m": meta,
+            # An enterprise without outlets still says so under "Latest values".
+            "g": sections or [{"r": []}],
+        }
+        no_data = not any(s["r"] for s in sections)
+        return _point_feature(point, popup, _text(name), no_data=no_data)
+
+    def district(self, feature: Mapping[str, Any]) -> dict[str, Any]:
+        props = feature["properties"]
+        name = _name(props, self.lang)
+        popup = {
+            "h": _text(name),
+            "m": self._meta([(self.labels["regulator"], str(props.get("regulator") or ""))]),
+        }
+        return {
+            "type": "Feature",
+            "geometry": feature["geometry"],
+            "properties": {"p": popup, "t": _text(name)},
+        }
+
+    def _section(self, values: object, site_id: object, *, outlet: str | None) -> dict[str, Any]:
+        rows = []
+        for v in _latest(values):
+            code = _text(v.pollutant)
+            if code not in self.pollutant_names:
+                self.pollutant_names[code] = _text(_pollutant_name(v.pollutant, self.lang))
+            rows.append([code, _format_value(v.value), _text(v.unit), _text(v.flag), _text(v.time)])
+        section: dict[str, Any] = {"r": rows}
+        if outlet is not None:
+            section["o"] = _text(outlet)
+        url = self._url(site_id)
+        if url:
+            section["u"] = url
+        return section
+
+    def _url(self, site_id: object) -> str:
+        if not self.detail_url or site_id is None or site_id == "":
+            return ""
+        # The id is quoted into the path so it can neither leave it nor change the scheme.
+        url = self.detail_url.replace("{id}", quote(str(site_id), safe=""))
+        return html.escape(url, quote=True)
+
+    def _district(self, district: object) -> str:
+        """The district's display name; its id when the districts layer does not know it."""
+        if district is None or district == "":
+            return ""
+        return self.district_names.get(str(district), str(district))
+
+    def _meta(self, pairs: list[tuple[str, str]]) -> str:
+        colon = self.labels["colon"]
+        shown = [f"{html.escape(label)}{colon}{_text(value)}" for label, value in pairs if value]
+        return f'<p class="sl-meta">{" · ".join(shown)}</p>' if shown else ""
+
+
+def _point_feature(
+    point: _Point, popup: dict[str, Any], tooltip: str, *, no_data: bool
+) -> dict[str, Any]:
+    # Only pre-escaped strings and numbers go to the page: raw properties stay on the server.
+    props: dict[str, Any] = {"p": popup, "t": tooltip}
+    if no_data:
+        props["nd"] = 1
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [point.lon, point.lat]},
+        "properties": props,
+    }
+
+
+def _legend_html(labels: Mapping[str, str], *, local: bool) -> str:
+    area = DISTRICT_STYLE_LOCAL if local else DISTRICT_STYLE_TILES
+    rows = [
+        (
+            f'<span class="sl-sym" style="background:{STATION_STYLE["fillColor"]};'
+            f'border:1.5px solid #555"></span>',
+            labels["stations"],
+        ),
+        (
+            f'<span class="sl-sym" style="background:{ENTERPRISE_STYLE["fillColor"]};'
+            f'border:2.5px solid {ENTERPRISE_STYLE["color"]}"></span>',
+            labels["enterprises"],
+        ),
+        ('<span class="sl-cluster">5</span>', labels["cluster"]),
+        (f'<span class="sl-sym" style="background:{NO_DATA_FILL}"></span>', labels["no_data"]),
+        (
+            f'<span class="sl-area" style="background:{area["fillColor"]};'
+            f'border:1.5px solid {area["color"]}"></span>',
+            labels["districts"],
+        ),
+    ]
+    body = "".join(f"<div>{symbol}{html.escape(text)}</div>" for symbol, text in rows)
+    return f"<strong>{html.escape(labels['legend'])}</strong>{body}"

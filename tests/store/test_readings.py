@@ -1,0 +1,121 @@
+"""The readings writer on a real database: idempotent, correcting, rolled up, latest kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from domain.readings import Period
+from registry.loader import load_registry
+from store.readings import StoredReading, write_readings
+from store.registry import list_devices
+from store.schema import StorageMode, storage_mode
+from store.sites import hourly_series
+from tests.conftest import EXAMPLE_REGISTRY
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def device(database_url: str) -> dict[str, object]:
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    with psycopg.connect(database_url) as conn:
+        return next(d for d in list_devices(conn) if d["medium"] == "flue_gas")
+
+
+def minutes(
+    device: dict[str, object], values: list[float], *, start: datetime = T0, flag: str = "N"
+) -> list[StoredReading]:
+    return [
+        StoredReading(
+            start + timedelta(minutes=i),
+            int(device["device_key"]),
+            int(device["site_key"]),  # type: ignore[call-overload]
+            "so2",
+            Period.MINUTE,
+            v,
+            "mg/m3",
+            flag,
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def write(url: str, rows: list[StoredReading]):  # type: ignore[no-untyped-def]
+    with psycopg.connect(url) as conn:
+        mode = storage_mode(conn)
+        assert mode is not None
+        with conn.transaction():
+            result = write_readings(conn, rows, mode)
+        if mode is StorageMode.TIMESCALEDB:
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("call refresh_continuous_aggregate('readings_hourly', null, null)")
+        return result
+
+
+def hourly(url: str, device: dict[str, object]) -> list[dict[str, object]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return hourly_series(
+            conn,
+            device_keys=[int(device["device_key"])],  # type: ignore[call-overload]
+            pollutant="so2",
+            start=T0 - timedelta(days=1),
+            end=T0 + timedelta(days=1),
+            limit=100,
+        )
+
+
+def test_rewrite_is_idempotent(database_url: str, device: dict[str, object]) -> None:
+    """Writing the same readings twice stores them once."""
+    rows = minutes(device, [10.0] * 60)
+    first = write(database_url, rows)
+    second = write(database_url, rows + rows)
+    assert (first.inserted, second.inserted, second.updated, second.unchanged) == (60, 0, 0, 120)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from readings").fetchone() == (60,)
+
+
+def test_correction_replaces_value_and_flag(database_url: str, device: dict[str, object]) -> None:
+    """A resent reading with another value or flag replaces the stored one."""
+    write(database_url, minutes(device, [10.0]))
+    result = write(database_url, minutes(device, [12.0], flag="C"))
+    assert (result.inserted, result.updated) == (0, 1)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select value, flag from readings").fetchone() == (12.0, "C")
+
+
+def test_hourly_rollup_counts_valid_minutes_and_flags(
+    database_url: str, device: dict[str, object]
+) -> None:
+    """The hourly mean uses only flag-N minutes; coverage and flags travel with it."""
+    rows = minutes(device, [10.0] * 40) + minutes(
+        device, [100.0] * 5, start=T0 + timedelta(minutes=40), flag="C"
+    )
+    write(database_url, rows)
+    (hour,) = hourly(database_url, device)
+    assert hour["time"] == T0
+    assert (hour["n"], hour["n_valid"], hour["mean"]) == (45, 40, 10.0)
+    assert hour["flags"] == ["N", "C"]
+
+
+def test_late_data_recomputes_the_hour(database_url: str, device: dict[str, object]) -> None:
+    """Readings arriving days later for an old hour update that hour's mean."""
+    write(database_url, minutes(device, [10.0] * 30))
+    write(database_url, minutes(device, [20.0] * 30, start=T0 + timedelta(minutes=30)))
+    (hour,) = hourly(database_url, device)
+    assert (hour["n_valid"], hour["mean"]) == (60, 15.0)
+
+
+def test_latest_keeps_newest(database_url: str, device: dict[str, object]) -> None:
+    """Latest values move forward only: an older back-filled reading does not replace them."""
+    write(database_url, minutes(device, [10.0, 11.0]))
+    write(database_url, minutes(device, [99.0], start=T0 - timedelta(hours=5)))
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select value, time from latest_readings").fetchone() == (
+            11.0,
+            T0 + timedelta(minutes=1),
+        )
