@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,37 +17,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from registry.model import Registry, read_registry_file
 from sensors_sim.publisher import PublishError
 from sensors_sim.simulator import RunStats, run
+from sunlight.brokers import MosquittoServer, free_port, mosquitto_binary, wait_until
 from sunlight.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "registry.yaml"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(condition: Any, timeout_s: float, what: str) -> None:
-    """Poll ``condition`` until true; fail the test with ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -63,28 +35,16 @@ class Broker:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A throwaway Mosquitto on a free loopback port; stopped afterwards."""
-    if not Path(MOSQUITTO).exists():
+def sim_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A Mosquitto of this test's own that logs connections; stopped afterwards."""
+    if mosquitto_binary() is None:
         pytest.skip("mosquitto is not installed")
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    log = (tmp_path / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    server = MosquittoServer(tmp_path, free_port(), persistence=False, extra_config="log_type all")
+    server.start()
     try:
-        _wait_for(lambda: proc.poll() is not None or _accepts(port), 10, "mosquitto to listen")
-        if proc.poll() is not None:
-            pytest.fail(f"mosquitto exited: {(tmp_path / 'mosquitto.log').read_text()}")
-        yield Broker(port, tmp_path / "mosquitto.log")
+        yield Broker(server.port, tmp_path / "mosquitto.log")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -124,26 +84,33 @@ class Collector:
         self.client.loop_stop()
 
 
-def test_every_device_publishes_through_mosquitto(broker: Broker, registry: Registry) -> None:
+def test_every_device_publishes_through_mosquitto(sim_broker: Broker, registry: Registry) -> None:
     """A 2 s run at 3600x delivers messages from every registry device, all acknowledged."""
-    collector = Collector(broker.port)
+    collector = Collector(sim_broker.port)
     try:
-        _wait_for(collector.subscribed.is_set, 10, "the subscription")
-        settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{broker.port}")
+        wait_until(collector.subscribed.is_set, 10, "the subscription")
+        settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{sim_broker.port}")
         result: list[RunStats] = []
         worker = threading.Thread(
             target=lambda: result.append(
-                run(settings, registry, start=START, speedup=3600, duration_s=2.0)
+                run(
+                    settings,
+                    registry,
+                    start=START,
+                    realtime_limit=False,
+                    speedup=3600,
+                    duration_s=2.0,
+                )
             )
         )
         worker.start()
         expected = {d.id for d, _, _ in registry.devices()}
-        _wait_for(lambda: collector.device_ids() >= expected, 15, "a message from every device")
+        wait_until(lambda: collector.device_ids() >= expected, 15, "a message from every device")
         worker.join(timeout=15)
         assert not worker.is_alive()
         (stats,) = result
         assert stats.steps >= 60  # two simulated hours of minutes
-        _wait_for(lambda: collector.count() >= stats.messages, 10, "every published message")
+        wait_until(lambda: collector.count() >= stats.messages, 10, "every published message")
         assert collector.count() == stats.messages
         for _, body in collector.messages:
             assert body["ts"].endswith("Z")
@@ -153,22 +120,32 @@ def test_every_device_publishes_through_mosquitto(broker: Broker, registry: Regi
         collector.close()
 
 
-def test_stop_event_disconnects_cleanly(broker: Broker, registry: Registry) -> None:
+def test_stop_event_disconnects_cleanly(sim_broker: Broker, registry: Registry) -> None:
     """Stopping an unbounded run ends it with an MQTT DISCONNECT, as the broker logs."""
-    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{broker.port}")
+    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{sim_broker.port}")
     stop = threading.Event()
     timer = threading.Timer(0.5, stop.set)
     timer.start()
-    stats = run(settings, registry, start=START, speedup=600, stop_event=stop, client_id="sim-x")
+    stats = run(
+        settings,
+        registry,
+        start=START,
+        realtime_limit=False,
+        speedup=600,
+        stop_event=stop,
+        client_id="sim-x",
+    )
     timer.join()
     assert stats.messages > 0
-    _wait_for(
-        lambda: "Client sim-x disconnected" in broker.log.read_text(), 5, "the broker's log line"
+    wait_until(
+        lambda: "Client sim-x disconnected" in sim_broker.log.read_text(),
+        5,
+        "the broker's log line",
     )
 
 
 def test_unreachable_broker_is_a_publish_error(registry: Registry) -> None:
     """Nothing listening on the port: run raises PublishError at once instead of hanging."""
-    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{_free_port()}")
+    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{free_port()}")
     with pytest.raises(PublishError, match="cannot reach"):
         run(settings, registry, duration_s=1.0)

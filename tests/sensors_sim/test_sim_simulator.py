@@ -63,7 +63,13 @@ def test_runs_for_a_duration_and_covers_every_device(
     """With a large speedup, a short run publishes consecutive minutes for every device."""
     publisher = ListPublisher()
     stats = run(
-        settings, registry, start=START, speedup=36_000, duration_s=0.5, publisher=publisher
+        settings,
+        registry,
+        start=START,
+        realtime_limit=False,
+        speedup=36_000,
+        duration_s=0.5,
+        publisher=publisher,
     )
     assert stats.steps >= 10
     assert stats.messages == len(publisher.sent)
@@ -82,7 +88,15 @@ def test_runs_for_a_duration_and_covers_every_device(
 def test_paces_itself_by_the_clock(registry: Registry, settings: Settings) -> None:
     """At 60x and 60 s steps, 0.5 s of wall time holds only the first step."""
     publisher = ListPublisher()
-    stats = run(settings, registry, start=START, speedup=60, duration_s=0.5, publisher=publisher)
+    stats = run(
+        settings,
+        registry,
+        start=START,
+        realtime_limit=False,
+        speedup=60,
+        duration_s=0.5,
+        publisher=publisher,
+    )
     assert stats.steps == 1
 
 
@@ -93,7 +107,15 @@ def test_stop_event_ends_the_run_promptly(registry: Registry, settings: Settings
     result: list[object] = []
     worker = threading.Thread(
         target=lambda: result.append(
-            run(settings, registry, start=START, speedup=60, stop_event=stop, publisher=publisher)
+            run(
+                settings,
+                registry,
+                start=START,
+                realtime_limit=False,
+                speedup=60,
+                stop_event=stop,
+                publisher=publisher,
+            )
         )
     )
     worker.start()
@@ -112,7 +134,15 @@ def test_stop_in_the_middle_of_a_step(registry: Registry, settings: Settings) ->
     """A stop while publishing ends after the current message; the step does not count."""
     stop = threading.Event()
     publisher = ListPublisher(stop_after=3, stop=stop)
-    stats = run(settings, registry, start=START, speedup=1e6, stop_event=stop, publisher=publisher)
+    stats = run(
+        settings,
+        registry,
+        start=START,
+        realtime_limit=False,
+        speedup=1e6,
+        stop_event=stop,
+        publisher=publisher,
+    )
     assert stats.messages == 3
     assert stats.steps == 0
 
@@ -124,12 +154,38 @@ def test_rate_caps_messages_per_second(registry: Registry, settings: Settings) -
         settings,
         registry,
         start=START,
+        realtime_limit=False,
         speedup=1e6,
         rate=40,
         duration_s=0.5,
         publisher=publisher,
     )
     assert 5 <= stats.messages <= 22
+
+
+def test_never_runs_ahead_of_the_real_clock(registry: Registry, settings: Settings) -> None:
+    """Started two minutes back at a huge speedup, it stops at the present minute."""
+    now = datetime.now(UTC)
+    publisher = ListPublisher()
+    stats = run(
+        settings,
+        registry,
+        start=floor_time(now - timedelta(minutes=2), 60),
+        speedup=1e6,
+        duration_s=0.5,
+        publisher=publisher,
+    )
+    assert stats.last is not None
+    assert stats.last <= datetime.now(UTC)
+    assert stats.steps <= 3
+
+
+def test_default_start_backfills_a_day(registry: Registry, settings: Settings) -> None:
+    """Without a start, the run begins a day back on a whole interval."""
+    stats = run(settings, registry, speedup=1e6, duration_s=0.2, publisher=ListPublisher())
+    back = datetime.now(UTC) - stats.start
+    assert timedelta(hours=23, minutes=58) < back <= timedelta(days=1, minutes=1)
+    assert stats.start.second == 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Simulated ambient stations and CEMS outlets publishing realistic readings over MQTT."""
