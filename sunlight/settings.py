@@ -106,7 +106,12 @@ class Settings(BaseSettings):
         default=None, description="Registry YAML for 'sunlight up' and the simulator."
     )
     sim_interval_s: float = Field(default=60.0, gt=0, description="Simulated seconds per reading.")
-    sim_speedup: float = Field(default=60.0, gt=0, description="Simulated time / wall time.")
+    sim_speedup: float = Field(
+        default=1440.0,
+        gt=0,
+        description="Simulated time / wall time while back-filling (a day per minute); the "
+        "simulator never runs ahead of the real clock.",
+    )
     device_timezone: str = Field(default="+08:00", description="Default HJ 212 device time zone.")
     token_secret: str = Field(default=DEFAULT_DEV_SECRET, description="Secret for signing tokens.")
     log_level: str = "INFO"

