@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.batch import BatchOutcome, Message, handle_batch
 from ingest.devices import DeviceDirectory
+from ingest.metrics import IngestMetrics
 from ingest.topics import READINGS_FILTER, subscription
 from store.dead_letters import DeadLetter, write_dead_letters
 from store.readings import refresh_late_aggregate
@@ -72,6 +73,7 @@ class Ingestor:
         self._conn: psycopg.Connection | None = None
         self._mode: StorageMode | None = None
         self.stats: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0, "batches": 0}
+        self.metrics = IngestMetrics()
         self._client = make_client(settings, settings.mqtt_client_id, clean=False, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -85,6 +87,7 @@ class Ingestor:
             return
         self._generation += 1
         self.connected.set()
+        self.metrics.broker_connected.set(1)
         topic = subscription(READINGS_FILTER, self.settings.mqtt_shared_group)
         client.subscribe(topic, qos=1)
         logger.info("connected to %s, subscribed to %s", self.settings.mqtt.display, topic)
@@ -98,11 +101,14 @@ class Ingestor:
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
         self.subscribed.clear()
+        self.metrics.broker_connected.set(0)
         if not self.stop_event.is_set():
             logger.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats["received"] += 1
+        self.metrics.received.inc()
+        self.metrics.queue_depth.inc()
         self._queue.put(
             _Received(Message(msg.topic, bytes(msg.payload)), msg.mid, msg.qos, self._generation)
         )
@@ -110,6 +116,8 @@ class Ingestor:
     # writer thread
     def run(self) -> None:
         endpoint = self.settings.mqtt
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         self._client.connect_async(endpoint.host, endpoint.port, keepalive=30)
         self._client.loop_start()
         try:
@@ -170,11 +178,13 @@ class Ingestor:
                 conn = self._connection()
                 assert self._mode is not None
                 now = datetime.now(UTC)
-                with conn.transaction():
+                with self.metrics.batch_seconds.time(), conn.transaction():
                     outcome = handle_batch(conn, self._directory, self._mode, messages, now)
+                self.metrics.database_up.set(1)
                 self._after_commit(outcome, now)
                 return
             except psycopg.OperationalError as exc:
+                self.metrics.database_up.set(0)
                 logger.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
                 if self._conn is not None:
                     self._conn.close()
@@ -204,11 +214,15 @@ class Ingestor:
                         [DeadLetter(msg.topic, None, "store_error", str(exc)[:4000], msg.payload)],
                     )
                 self.stats["rejected"] += 1
+                self.metrics.rejected.labels("store_error").inc()
 
     def _after_commit(self, outcome: BatchOutcome, now: datetime) -> None:
         self.stats["batches"] += 1
         self.stats["stored"] += outcome.readings
         self.stats["rejected"] += sum(outcome.rejected.values())
+        self.metrics.stored.inc(outcome.readings)
+        for reason, count in outcome.rejected.items():
+            self.metrics.rejected.labels(reason).inc(count)
         if outcome.write and outcome.write.touched_hours and self._mode:
             refresh_late_aggregate(
                 self.settings.database_url, self._mode, outcome.write.touched_hours, now
@@ -217,6 +231,7 @@ class Ingestor:
     def _ack(self, batch: list[_Received]) -> None:
         # An ack from an earlier connection could name another message: skip it, the broker
         # redelivers and the write is idempotent.
+        self.metrics.queue_depth.dec(len(batch))
         for item in batch:
             if item.generation == self._generation and item.qos > 0:
                 self._client.ack(item.mid, item.qos)

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         default=None,
         description="Subscribe through $share/<group>/… so several ingestors split the load.",
     )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port."
+    )
+    metrics_host: str = "127.0.0.1"
     ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
     ingest_batch_ms: int = Field(default=200, ge=1, le=60_000)
     api_host: str = "127.0.0.1"
