@@ -34,6 +34,7 @@ class BatchOutcome:
     readings: int = 0
     write: WriteResult | None = None
     rejected: Counter[str] = field(default_factory=Counter)
+    letters: list[DeadLetter] = field(default_factory=list)
 
 
 def _dead(topic: str, device: str | None, reason: str, detail: str, payload: bytes) -> DeadLetter:
@@ -46,8 +47,14 @@ def handle_batch(
     mode: StorageMode,
     messages: Sequence[Message],
     now: datetime,
+    *,
+    record_rejects: bool = True,
 ) -> BatchOutcome:
-    """Validate and store ``messages`` in the caller's transaction; never raises on bad input."""
+    """Validate and store ``messages`` in the caller's transaction; never raises on bad input.
+
+    Rejects are written as dead letters unless ``record_rejects`` is false (a replay, whose
+    messages are dead letters already); either way they are returned in the outcome.
+    """
     outcome = BatchOutcome(messages=len(messages))
     rows: list[StoredReading] = []
     letters: list[DeadLetter] = []
@@ -102,5 +109,7 @@ def handle_batch(
             outcome.rejected[letter.reason] += 1
     outcome.write = write_readings(conn, rows, mode)
     outcome.readings = len(rows)
-    write_dead_letters(conn, letters)
+    outcome.letters = letters
+    if record_rejects:
+        write_dead_letters(conn, letters)
     return outcome

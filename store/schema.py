@@ -196,10 +196,10 @@ def _readings(opts: Options) -> Sequence[str | sql.Composed]:
                 timescaledb.compress_segmentby = 'device_key, pollutant, period',
                 timescaledb.compress_orderby = 'time desc'
             )""",
-            sql.SQL("select add_compression_policy('readings', {})").format(
+            sql.SQL("select add_compression_policy('readings', {}::interval)").format(
                 sql.Literal(f"{opts.compress_after_days} days")
             ),
-            sql.SQL("select add_retention_policy('readings', {})").format(
+            sql.SQL("select add_retention_policy('readings', {}::interval)").format(
                 sql.Literal(f"{opts.retention_days} days")
             ),
             "create materialized view readings_hourly"
@@ -235,9 +235,26 @@ def _readings(opts: Options) -> Sequence[str | sql.Composed]:
     ]
 
 
+def _tokens(_: Options) -> Sequence[str]:
+    return [
+        # A token is 'slt_<id>_<secret>'; only SHA-256 of the secret is kept, and it is compared
+        # in constant time after the row is found by id.
+        """
+        create table regulator_tokens (
+            id integer generated always as identity primary key,
+            regulator_id text not null references regulators(id),
+            label text not null,
+            secret_sha256 bytea not null,
+            created_at timestamptz not null default now(),
+            revoked_at timestamptz
+        )""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
+    Migration(3, "regulator API tokens", _tokens),
 )
 
 ROLLUP_SELECT = _ROLLUP_SELECT
@@ -261,11 +278,16 @@ def timescaledb_available(conn: psycopg.Connection) -> bool:
     """True when the extension is installed or installable in this database.
 
     The extension must also be preloaded (``shared_preload_libraries``), else ``create
-    extension`` fails; we check both so 'auto' falls back cleanly instead of failing.
+    extension`` fails; we check both so 'auto' falls back cleanly instead of failing. Only
+    superusers and pg_read_all_settings may read ``shared_preload_libraries``; for other roles
+    the loader's own setting, defined only when it is preloaded, stands in.
     """
     row = conn.execute(
         "select exists (select 1 from pg_available_extensions where name = 'timescaledb'),"
-        " coalesce(current_setting('shared_preload_libraries', true), '')"
+        " coalesce(case when pg_has_role('pg_read_all_settings', 'usage')"
+        " then current_setting('shared_preload_libraries') end,"
+        " case when current_setting('timescaledb.bgw_launcher_poll_time', true) is not null"
+        " then 'timescaledb' end, '')"
     ).fetchone()
     assert row is not None
     available, preload = row

@@ -135,6 +135,40 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.replay import replay_dead_letters
+
+    result = replay_dead_letters(
+        settings.database_url, device_id=args.device, reason=args.reason, limit=args.limit
+    )
+    print(
+        f"replayed {result.replayed} dead letter(s), {result.readings} reading(s) stored;"
+        f" {result.still_rejected} still rejected"
+    )
+    return 0
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from store.auth import create_token
+    from store.db import transaction
+
+    with transaction(settings.database_url) as conn:
+        token_id, token = create_token(conn, args.regulator, args.label)
+    print(f"token {token_id} for {args.regulator} ({args.label}); shown once, keep it secret:")
+    print(token)
+    return 0
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from store.auth import revoke_token
+    from store.db import transaction
+
+    with transaction(settings.database_url) as conn:
+        revoked = revoke_token(conn, args.token_id)
+    print(f"token {args.token_id} revoked" if revoked else f"no active token {args.token_id}")
+    return 0 if revoked else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sunlight",
@@ -164,6 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_registry_validate)
 
     sub.add_parser("ingest", help="store readings from the broker").set_defaults(func=cmd_ingest)
+
+    dl = sub.add_parser("dead-letters", help="rejected messages").add_subparsers(
+        dest="dl_command", required=True
+    )
+    replay = dl.add_parser("replay", help="re-ingest dead letters whose cause was fixed")
+    replay.add_argument("--device", default=None, help="only this device id")
+    replay.add_argument("--reason", default=None, help="only this reason, e.g. unknown_device")
+    replay.add_argument("--limit", type=int, default=10_000)
+    replay.set_defaults(func=cmd_replay)
+
+    tokens = sub.add_parser("tokens", help="regulator API tokens").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    create = tokens.add_parser("create", help="create a token for a regulator office")
+    create.add_argument("regulator", help="regulator id from the registry")
+    create.add_argument("--label", required=True, help="who holds it (kept private)")
+    create.set_defaults(func=cmd_token_create)
+    revoke = tokens.add_parser("revoke", help="revoke a token by its number")
+    revoke.add_argument("token_id", type=int)
+    revoke.set_defaults(func=cmd_token_revoke)
 
     api = sub.add_parser("api", help="serve the public API and map")
     api.add_argument("--host", default=None)

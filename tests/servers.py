@@ -32,7 +32,10 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 @dataclass
 class PostgresCluster:
-    """A throwaway cluster: ``start()``, ``stop()``, ``url(db)``; ``stop(); start()`` restarts."""
+    """A throwaway cluster: ``start()``, ``stop()``, ``url(db)``; ``stop(); start()`` restarts.
+
+    With ``SUNLIGHT_TEST_TIMESCALEDB=1`` it preloads TimescaleDB (which must be installed).
+    """
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sunlight-pg-")))
     port: int = field(default_factory=free_port)
@@ -66,6 +69,8 @@ class PostgresCluster:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
+        if os.environ.get("SUNLIGHT_TEST_TIMESCALEDB") == "1":
+            opts += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         subprocess.run(
             _as_postgres(
                 [
