@@ -34,8 +34,11 @@ def receive(database_url: str, device: str, payload: dict[str, object] | bytes) 
         assert mode is not None
         with conn.transaction():
             handle_batch(
-                conn, DeviceDirectory(min_reload_s=0), mode,
-                [Message(f"sunlight/v1/devices/{device}/readings", raw)], datetime.now(UTC),
+                conn,
+                DeviceDirectory(min_reload_s=0),
+                mode,
+                [Message(f"sunlight/v1/devices/{device}/readings", raw)],
+                datetime.now(UTC),
             )
 
 
@@ -47,7 +50,10 @@ def replay(database_url: str, *args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "sunlight", "dead-letters", "replay", *args],
         env={"SUNLIGHT_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return out.stdout
 
@@ -63,11 +69,15 @@ def test_device_registered_later_is_replayed_once(database_url: str, tmp_path: P
     changed = tmp_path / "registry.yaml"
     changed.write_text(yaml.safe_dump(doc, allow_unicode=True))
     load_registry(database_url, changed)
-    assert "replayed 2 dead letter(s), 2 reading(s) stored; 0 still rejected" in replay(database_url)
+    assert "replayed 2 dead letter(s), 2 reading(s) stored; 0 still rejected" in replay(
+        database_url
+    )
     assert "replayed 0 dead letter(s)" in replay(database_url)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("select count(*) from readings").fetchone() == (2,)
-        assert conn.execute("select count(*) from dead_letters where replayed_at is not null").fetchone() == (2,)
+        assert conn.execute(
+            "select count(*) from dead_letters where replayed_at is not null"
+        ).fetchone() == (2,)
 
 
 def test_replay_keeps_what_is_still_wrong(database_url: str) -> None:
@@ -77,7 +87,10 @@ def test_replay_keeps_what_is_still_wrong(database_url: str) -> None:
     out = replay(database_url, "--reason", "bad_unit")
     assert "replayed 0 dead letter(s), 0 reading(s) stored; 1 still rejected" in out
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("select reason, replayed_at from dead_letters").fetchone() == ("bad_unit", None)
+        assert conn.execute("select reason, replayed_at from dead_letters").fetchone() == (
+            "bad_unit",
+            None,
+        )
 
 
 @pytest.fixture
@@ -124,14 +137,29 @@ def test_regulators_see_only_their_jurisdiction(api: TestClient, database_url: s
 def test_tokens_are_required_and_revocable(api: TestClient, database_url: str) -> None:
     """No token, a forged token or a revoked token gets 401 problem+json; secrets are hashed."""
     token_id, token = token_for(database_url, "lc-eeb")
-    for header in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": token[:-2] + "xx"},
-                   {"Authorization": f"Bearer {token[:-2]}xx"}, {"Authorization": "Bearer slt_99999_abc"}):
+    for header in (
+        {},
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": token[:-2] + "xx"},
+        {"Authorization": f"Bearer {token[:-2]}xx"},
+        {"Authorization": "Bearer slt_99999_abc"},
+    ):
         r = api.get("/api/v1/regulator/dead-letters", headers=header)
         assert r.status_code == 401, header
         assert r.headers["content-type"].startswith("application/problem+json")
-    assert api.get("/api/v1/regulator/dead-letters", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        api.get(
+            "/api/v1/regulator/dead-letters", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 200
+    )
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("select secret_sha256 from regulator_tokens").fetchone()[0]  # type: ignore[index]
         assert token.split("_", 2)[2].encode() not in bytes(stored)
         assert revoke_token(conn, token_id)
-    assert api.get("/api/v1/regulator/dead-letters", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert (
+        api.get(
+            "/api/v1/regulator/dead-letters", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 401
+    )

@@ -194,3 +194,41 @@ def test_map_is_served_with_local_assets_only(services: str, database_url: str) 
     missing = [i for i in ids if i not in page.text]
     assert not missing, f"sites missing from the map: {missing}"
     assert httpx.get(f"{services}/map", params={"lang": "fr"}).status_code == 422
+
+
+def test_day_of_backfill_lands_in_the_right_hours(
+    services: str, broker: MosquittoServer, database_url: str
+) -> None:
+    """A device back-fills a day in one batch message; every hour gets its 60 minutes, and a
+    later correction of one old minute recomputes that hour's mean."""
+    with psycopg.connect(database_url) as conn:
+        device, site = conn.execute(
+            "select d.id, d.site_id from devices d join outlets o on o.id = d.site_id"
+            " where o.kind = 'gas' order by d.id limit 1"
+        ).fetchone()  # type: ignore[misc]
+    day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def entry(minute: int, value: float) -> dict[str, object]:
+        ts = (day + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+        return {"ts": ts, "readings": [{"pollutant": "so2", "value": value, "unit": "mg/m3"}]}
+
+    batch = {"period": "minute", "batch": [entry(m, 20.0 + (m // 60)) for m in range(1440)]}
+    publish(broker, [(f"sunlight/v1/devices/{device}/readings", json.dumps(batch).encode())])
+    params = {
+        "pollutant": "so2",
+        "interval": "hour",
+        "start": day.isoformat(),
+        "end": (day + timedelta(days=1)).isoformat(),
+    }
+
+    def hours() -> list[dict[str, object]]:
+        return httpx.get(f"{services}/api/v1/sites/{site}/readings", params=params).json()["data"]  # type: ignore[no-any-return]
+
+    wait_until(lambda: len(hours()) == 24, 20, "24 hourly means")
+    assert [(h["n_valid"], h["mean"]) for h in hours()] == [(60, 20.0 + h) for h in range(24)]
+    publish(
+        broker,
+        [(f"sunlight/v1/devices/{device}/readings", json.dumps(entry(5 * 60, 80.0)).encode())],
+    )
+    wait_until(lambda: hours()[5]["mean"] != 25.0, 20, "the corrected hour")
+    assert hours()[5]["mean"] == pytest.approx(25.0 + 55.0 / 60)
