@@ -1,0 +1,124 @@
+"""Judging averages against limits by HJ 75-2017 / HJ 76-2017: validity, O2 correction, verdicts.
+
+Pure functions over values already fetched; the alerts service supplies the minutes and hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from domain.readings import Flag
+
+# HJ 75-2017: an hourly mean needs at least 45 valid minutes, a daily mean 20 valid hours.
+MIN_VALID_MINUTES: Final = 45
+MIN_VALID_HOURS: Final = 20
+# O2 at or above this leaves nothing to correct: the stack is breathing ambient air.
+MAX_CORRECTABLE_O2: Final = 20.0
+
+
+class Verdict(StrEnum):
+    """The outcome of judging one period; only EXCEEDANCE and COMPLIANT are judgements."""
+
+    COMPLIANT = "compliant"
+    EXCEEDANCE = "exceedance"
+    INVALID = "invalid"  # too few valid values: shown as invalid, never silently averaged
+    STOPPED = "stopped"  # the source was stopped (flag F): not judged
+    NO_DATA = "no_data"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One minute (or hour) of one pollutant, with the O2 measured at the same time if any."""
+
+    value: float
+    flag: Flag
+    o2: float | None = None
+    o2_flag: Flag | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    mean: float | None  # the value compared with the limit (O2-corrected when required)
+    measured_mean: float | None  # the mean as measured
+    o2_mean: float | None
+    valid_count: int
+    total_count: int
+    limit: float
+    margin: float | None  # mean / limit − 1, when judged
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict in (Verdict.COMPLIANT, Verdict.EXCEEDANCE)
+
+
+def o2_correct(measured: float, o2_measured: float, o2_reference: float) -> float:
+    """HJ 75: C = C_measured × (21 − O2_ref) / (21 − O2_measured), dry O2 in %."""
+    if not 0 <= o2_measured < MAX_CORRECTABLE_O2:
+        raise ValueError(f"O2 {o2_measured} % cannot be corrected for")
+    return measured * (21.0 - o2_reference) / (21.0 - o2_measured)
+
+
+def judge(
+    samples: Sequence[Sample],
+    *,
+    limit: float,
+    min_valid: int,
+    o2_reference: float | None = None,
+) -> Judgement:
+    """Judge one period's samples against ``limit`` (strictly greater is an exceedance).
+
+    A sample is valid when its flag is N and, if O2 correction applies, its O2 is valid too.
+    The period's mean of valid samples is corrected with the mean O2 of the same samples, as
+    HJ 75 converts hourly means. A period where the source was stopped for most samples is not
+    judged; one without ``min_valid`` valid samples is invalid.
+    """
+    total = len(samples)
+    if total == 0:
+        return Judgement(Verdict.NO_DATA, None, None, None, 0, 0, limit, None)
+    stopped = sum(1 for s in samples if s.flag is Flag.STOPPED)
+    valid = [
+        s
+        for s in samples
+        if s.flag is Flag.NORMAL
+        and (
+            o2_reference is None
+            or (s.o2 is not None and s.o2_flag is Flag.NORMAL and s.o2 < MAX_CORRECTABLE_O2)
+        )
+    ]
+    n = len(valid)
+    measured = sum(s.value for s in valid) / n if n else None
+    o2_mean = (
+        sum(s.o2 for s in valid if s.o2 is not None) / n if n and o2_reference is not None else None
+    )
+    if stopped * 2 > total:
+        return Judgement(Verdict.STOPPED, None, measured, o2_mean, n, total, limit, None)
+    if n < min_valid or measured is None:
+        return Judgement(Verdict.INVALID, None, measured, o2_mean, n, total, limit, None)
+    mean = measured
+    if o2_reference is not None and o2_mean is not None:
+        mean = o2_correct(measured, o2_mean, o2_reference)
+    verdict = Verdict.EXCEEDANCE if mean > limit else Verdict.COMPLIANT
+    return Judgement(verdict, mean, measured, o2_mean, n, total, limit, mean / limit - 1)
+
+
+class Severity(StrEnum):
+    """By margin over the limit: how urgently an inspector should look."""
+
+    MINOR = "minor"  # up to 20 % over
+    MODERATE = "moderate"  # up to 50 % over
+    SEVERE = "severe"  # up to 100 % over
+    CRITICAL = "critical"  # more than twice the limit
+
+
+def severity(margin: float) -> Severity:
+    if margin <= 0.2:
+        return Severity.MINOR
+    if margin <= 0.5:
+        return Severity.MODERATE
+    if margin <= 1.0:
+        return Severity.SEVERE
+    return Severity.CRITICAL
