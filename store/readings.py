@@ -152,13 +152,13 @@ def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> N
 _PLAIN_ROLLUP_UPSERT = (
     "insert into readings_hourly (device_key, site_key, pollutant, period, unit, hour, n,"  # noqa: S608
     " n_valid, mean, min, max, mean_all, flags_mask) "
-    + ROLLUP_SELECT.format(bucket="date_trunc('hour', time)")
+    + ROLLUP_SELECT.format(bucket="date_trunc('hour', time, 'UTC')")
     + """
-      and (device_key, pollutant, period, date_trunc('hour', time)) in (
+      and (device_key, pollutant, period, date_trunc('hour', time, 'UTC')) in (
           select * from unnest(%s::integer[], %s::text[], %s::averaging_period[],
                                %s::timestamptz[]))
       and time >= %s and time < %s
-    group by device_key, site_key, pollutant, period, unit, date_trunc('hour', time)
+    group by device_key, pollutant, period, date_trunc('hour', time, 'UTC')
     on conflict (device_key, pollutant, period, hour) do update set
         site_key = excluded.site_key, unit = excluded.unit, n = excluded.n,
         n_valid = excluded.n_valid, mean = excluded.mean, min = excluded.min,

@@ -136,9 +136,10 @@ def _registry(_: Options) -> Sequence[str]:
     ]
 
 
-# The hourly rollup's columns, identical on both paths so one query API reads either.
+# The hourly rollup's columns, identical on both paths so one query API reads either. One row
+# per series and hour: a device moved to another site, or a unit changed, mid-hour keeps one.
 _ROLLUP_SELECT = """
-    select device_key, site_key, pollutant, period, unit,
+    select device_key, max(site_key) as site_key, pollutant, period, max(unit) as unit,
            {bucket} as hour,
            count(*) as n,
            count(*) filter (where flag = 'N') as n_valid,
@@ -202,12 +203,15 @@ def _readings(opts: Options) -> Sequence[str | sql.Composed]:
             sql.SQL("select add_retention_policy('readings', {}::interval)").format(
                 sql.Literal(f"{opts.retention_days} days")
             ),
+            # One index on the series and hour instead of one per grouping column.
             "create materialized view readings_hourly"
-            " with (timescaledb.continuous, timescaledb.materialized_only = false) as"
+            " with (timescaledb.continuous, timescaledb.materialized_only = false,"
+            " timescaledb.create_group_indexes = false) as"
             + _ROLLUP_SELECT.format(bucket="time_bucket(interval '1 hour', time)")
-            + " group by device_key, site_key, pollutant, period, unit,"
-            " time_bucket(interval '1 hour', time)"
+            + " group by device_key, pollutant, period, time_bucket(interval '1 hour', time)"
             " with no data",
+            "create index readings_hourly_series on readings_hourly"
+            " (device_key, pollutant, period, hour)",
             # Late data beyond this window is refreshed explicitly by the writer.
             "select add_continuous_aggregate_policy('readings_hourly',"
             " start_offset => interval '3 days', end_offset => interval '1 hour',"
@@ -251,10 +255,29 @@ def _tokens(_: Options) -> Sequence[str]:
     ]
 
 
+def _unknown_values(_: Options) -> Sequence[str]:
+    return [
+        # Values under HJ 212 codes outside Sunlight's table: kept as sent (raw text), so nothing
+        # a data logger reports is lost, and stored apart so no unit is guessed for them.
+        """
+        create table unknown_values (
+            time timestamptz not null,
+            device_key integer not null,
+            code text not null,
+            field text not null,
+            value text not null,
+            flag char(1),
+            received_at timestamptz not null default now(),
+            primary key (device_key, code, field, time)
+        )""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
     Migration(3, "regulator API tokens", _tokens),
+    Migration(4, "values under unknown HJ 212 codes", _unknown_values),
 )
 
 ROLLUP_SELECT = _ROLLUP_SELECT

@@ -28,6 +28,10 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         with psycopg.connect(cluster.url(), autocommit=True) as conn:
             conn.execute("create database sunlight_template")
         migrate(cluster.url("sunlight_template"))
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            # TimescaleDB schedules no background jobs in template databases, whose open
+            # sessions would otherwise block cloning.
+            conn.execute("alter database sunlight_template is_template true")
         yield cluster
     finally:
         cluster.destroy()

@@ -70,7 +70,12 @@ class PostgresCluster:
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         if os.environ.get("SUNLIGHT_TEST_TIMESCALEDB") == "1":
-            opts += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+            # No job scheduler: its session in the template database makes cloning it fail,
+            # and policies firing mid-test would make the rollup's contents timing-dependent.
+            opts += (
+                " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+                " -c timescaledb.max_background_workers=0"
+            )
         subprocess.run(
             _as_postgres(
                 [
