@@ -95,6 +95,17 @@ def cmd_ingest(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.gateway import run_gateway
+    from store.db import wait_for_database
+
+    wait_for_database(settings.database_url)
+    host = args.host or settings.gateway_host
+    port = settings.gateway_port if args.port is None else args.port
+    run_gateway(settings, host=host, port=port, stop_event=_stop_on_signals())
+    return 0
+
+
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -123,6 +134,17 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aqi(_: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from domain.aqi import compute, parse_args, to_json
+
+    values = parse_args(args.standard, args.values)
+    result = compute(args.standard, values, report=args.report, ambient_units=args.ambient_units)
+    print(json.dumps(to_json(result), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from sunlight.up import run_everything
 
@@ -139,7 +161,11 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.replay import replay_dead_letters
 
     result = replay_dead_letters(
-        settings.database_url, device_id=args.device, reason=args.reason, limit=args.limit
+        settings.database_url,
+        device_id=args.device,
+        reason=args.reason,
+        limit=args.limit,
+        default_timezone=settings.device_timezone,
     )
     print(
         f"replayed {result.replayed} dead letter(s), {result.readings} reading(s) stored;"
@@ -219,10 +245,35 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id", type=int)
     revoke.set_defaults(func=cmd_token_revoke)
 
+    gw = sub.add_parser("hj212-gateway", help="TCP server for HJ 212-2017 data loggers")
+    gw.add_argument("--host", default=None)
+    gw.add_argument("--port", type=int, default=None)
+    gw.set_defaults(func=cmd_gateway)
+
     api = sub.add_parser("api", help="serve the public API and map")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
     api.set_defaults(func=cmd_api)
+
+    aqi = sub.add_parser(
+        "aqi",
+        help="air-quality index of concentrations, as JSON",
+        description="e.g. sunlight aqi --standard hj633 pm25=35@24h so2=650@1h",
+    )
+    aqi.add_argument("--standard", choices=["hj633", "us-epa"], required=True)
+    aqi.add_argument(
+        "--report",
+        choices=["hourly", "daily"],
+        default=None,
+        help="HJ 633 report (default: hourly when a 1 h value other than O3 is given)",
+    )
+    aqi.add_argument(
+        "--ambient-units",
+        action="store_true",
+        help="US EPA: values are in Sunlight's ug/m3 (CO mg/m3), converted to ppm/ppb at 25 °C",
+    )
+    aqi.add_argument("values", nargs="+", metavar="POLLUTANT=VALUE[@AVERAGING]")
+    aqi.set_defaults(func=cmd_aqi)
 
     sim = sub.add_parser("simulate", help="publish simulated device readings")
     sim.add_argument("--registry", type=Path, default=None)

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
     ingest_batch_ms: int = Field(default=200, ge=1, le=60_000)
+    gateway_host: str = Field(default="127.0.0.1", description="HJ 212 TCP gateway address.")
+    gateway_port: int = Field(default=9212, ge=0, le=65535)
+    gateway_idle_timeout_s: float = Field(
+        default=600.0, gt=0, description="Close a data-logger connection silent this long."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     public_base_url: str | None = Field(

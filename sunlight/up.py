@@ -127,14 +127,16 @@ def run_everything(
         print(f"Registry {registry}: {'loaded' if changes.changed else 'unchanged'}", flush=True)
 
         api_port = _pick_port(settings.api_port)
+        gateway_port = _pick_port(settings.gateway_port)
         env = {
             **os.environ,
             "SUNLIGHT_DATABASE_URL": database_url,
             "SUNLIGHT_MQTT_URL": mqtt_url,
             "SUNLIGHT_API_PORT": str(api_port),
+            "SUNLIGHT_GATEWAY_PORT": str(gateway_port),
             "SUNLIGHT_REGISTRY_FILE": str(registry),
         }
-        services = ["ingest", "api"] + (["simulate"] if simulate else [])
+        services = ["ingest", "api", "hj212-gateway"] + (["simulate"] if simulate else [])
         for name in services:
             child = Child(
                 name, [sys.executable, "-m", "sunlight", name], env, root / "logs" / f"{name}.log"
@@ -154,6 +156,7 @@ def run_everything(
             f"  API docs:     {base}/docs\n"
             f"  MQTT broker:  {mqtt.hostname}:{mqtt.port}"
             "  (devices publish to sunlight/v1/devices/<device-id>/readings)\n"
+            f"  HJ 212 TCP:   {settings.gateway_host}:{gateway_port}  (data loggers connect here)\n"
             f"  Logs:         {root / 'logs'}\n"
             "Press Ctrl-C to stop.",
             flush=True,
