@@ -11,10 +11,16 @@ from datetime import datetime
 import psycopg
 
 from ingest.devices import DeviceDirectory
-from ingest.payloads import parse_json_payload
-from ingest.topics import device_from_topic
+from ingest.formats import PARSERS
+from ingest.topics import parse_topic
 from store.dead_letters import DeadLetter, write_dead_letters
-from store.readings import StoredReading, WriteResult, write_readings
+from store.readings import (
+    StoredReading,
+    UnknownValue,
+    WriteResult,
+    write_readings,
+    write_unknown_values,
+)
 from store.schema import StorageMode
 
 logger = logging.getLogger(__name__)
@@ -57,14 +63,16 @@ def handle_batch(
     """
     outcome = BatchOutcome(messages=len(messages))
     rows: list[StoredReading] = []
+    unknown: list[UnknownValue] = []
     letters: list[DeadLetter] = []
     for msg in messages:
-        device_id = device_from_topic(msg.topic)
-        if device_id is None:
+        target = parse_topic(msg.topic)
+        if target is None:
             letters.append(
                 _dead(msg.topic, None, "bad_topic", "not a device readings topic", msg.payload)
             )
             continue
+        device_id, fmt = target
         device = directory.get(conn, device_id)
         if device is None:
             letters.append(
@@ -77,7 +85,11 @@ def handle_batch(
                 )
             )
             continue
-        parsed = parse_json_payload(msg.payload, device.medium, now)
+        parsed = PARSERS[fmt](msg.payload, device, now)
+        unknown.extend(
+            UnknownValue(u.time, device.device_key, u.code, u.field, u.value, u.flag)
+            for u in parsed.unknown
+        )
         for r in parsed.readings:
             rows.append(
                 StoredReading(
@@ -108,6 +120,7 @@ def handle_batch(
         if letter.reason in ("bad_topic", "unknown_device"):
             outcome.rejected[letter.reason] += 1
     outcome.write = write_readings(conn, rows, mode)
+    write_unknown_values(conn, unknown)
     outcome.readings = len(rows)
     outcome.letters = letters
     if record_rejects:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
 
@@ -18,24 +20,59 @@ class DeviceInfo:
     site_key: int
     site_id: str
     medium: Medium
+    mn: str | None = None
+    hj212_password: str | None = None
+    tz_offset: timedelta = timedelta(hours=8)
+
+
+_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+def parse_offset(text: str) -> timedelta:
+    """'+08:00' → 8 h; the registry validates the form, settings may not have."""
+    match = _OFFSET.match(text.strip())
+    if not match:
+        raise ValueError(f"not a UTC offset like +08:00: {text!r}")
+    sign = -1 if match.group(1) == "-" else 1
+    return sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
 
 
 class DeviceDirectory:
     """Device id → keys; reloads at most every ``min_reload_s``, so unknown ids stay cheap."""
 
-    def __init__(self, min_reload_s: float = 5.0) -> None:
+    def __init__(self, min_reload_s: float = 5.0, default_timezone: str = "+08:00") -> None:
+        self._default_offset = parse_offset(default_timezone)
         self._devices: dict[str, DeviceInfo] = {}
+        self._by_mn: dict[str, DeviceInfo] = {}
         self._loaded_at = float("-inf")
         self._min_reload_s = min_reload_s
 
     def load(self, conn: psycopg.Connection) -> None:
         self._devices = {
             row["id"]: DeviceInfo(
-                row["id"], row["device_key"], row["site_key"], row["site_id"], Medium(row["medium"])
+                id=row["id"],
+                device_key=row["device_key"],
+                site_key=row["site_key"],
+                site_id=row["site_id"],
+                medium=Medium(row["medium"]),
+                mn=row["mn"],
+                hj212_password=row["hj212_password"],
+                tz_offset=parse_offset(row["timezone"])
+                if row["timezone"]
+                else self._default_offset,
             )
             for row in list_devices(conn)
         }
+        self._by_mn = {d.mn: d for d in self._devices.values() if d.mn}
         self._loaded_at = time.monotonic()
+
+    def by_mn(self, conn: psycopg.Connection, mn: str) -> DeviceInfo | None:
+        """The device whose HJ 212 MN this is (data loggers identify themselves by MN)."""
+        found = self._by_mn.get(mn)
+        if found is None and time.monotonic() - self._loaded_at >= self._min_reload_s:
+            self.load(conn)
+            found = self._by_mn.get(mn)
+        return found
 
     def get(self, conn: psycopg.Connection, device_id: str) -> DeviceInfo | None:
         found = self._devices.get(device_id)

@@ -31,9 +31,21 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class Unknown:
+    """A value under a code Sunlight has no entry for (HJ 212), kept verbatim."""
+
+    time: datetime
+    code: str
+    field: str
+    value: str
+    flag: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Parsed:
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    unknown: list[Unknown] = field(default_factory=list)
 
 
 def _reject_constant(name: str) -> float:

@@ -34,9 +34,10 @@ def replay_dead_letters(
     device_id: str | None = None,
     reason: str | None = None,
     limit: int = 10_000,
+    default_timezone: str = "+08:00",
 ) -> ReplayResult:
     result = ReplayResult()
-    directory = DeviceDirectory(min_reload_s=0)
+    directory = DeviceDirectory(min_reload_s=0, default_timezone=default_timezone)
     with connect(database_url) as conn:
         mode = storage_mode(conn)
         if mode is None:

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingest.batch import BatchOutcome, Message, handle_batch
 from ingest.devices import DeviceDirectory
 from ingest.metrics import IngestMetrics
-from ingest.topics import READINGS_FILTER, subscription
+from ingest.topics import INGEST_FILTERS, subscription
 from store.dead_letters import DeadLetter, write_dead_letters
 from store.readings import refresh_late_aggregate
 from store.schema import StorageMode, storage_mode
@@ -69,7 +69,7 @@ class Ingestor:
         self.subscribed = threading.Event()
         self._queue: queue.Queue[_Received] = queue.Queue()
         self._generation = 0
-        self._directory = DeviceDirectory()
+        self._directory = DeviceDirectory(default_timezone=settings.device_timezone)
         self._conn: psycopg.Connection | None = None
         self._mode: StorageMode | None = None
         self.stats: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0, "batches": 0}
@@ -88,9 +88,11 @@ class Ingestor:
         self._generation += 1
         self.connected.set()
         self.metrics.broker_connected.set(1)
-        topic = subscription(READINGS_FILTER, self.settings.mqtt_shared_group)
-        client.subscribe(topic, qos=1)
-        logger.info("connected to %s, subscribed to %s", self.settings.mqtt.display, topic)
+        topics = [subscription(f, self.settings.mqtt_shared_group) for f in INGEST_FILTERS]
+        client.subscribe([(t, 1) for t in topics])
+        logger.info(
+            "connected to %s, subscribed to %s", self.settings.mqtt.display, ", ".join(topics)
+        )
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         if all(not r.is_failure for r in reasons):

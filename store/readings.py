@@ -189,3 +189,28 @@ def refresh_late_aggregate(
     start, end = touched[0], min(touched[1], now - CAGG_POLICY_WINDOW) + timedelta(hours=1)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("call refresh_continuous_aggregate('readings_hourly', %s, %s)", (start, end))
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownValue:
+    """A value under an HJ 212 code Sunlight has no entry for, kept verbatim."""
+
+    time: datetime
+    device_key: int
+    code: str
+    field: str
+    value: str
+    flag: str | None
+
+
+def write_unknown_values(conn: psycopg.Connection, values: Sequence[UnknownValue]) -> None:
+    if not values:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into unknown_values (time, device_key, code, field, value, flag)"
+            " values (%s, %s, %s, %s, %s, %s)"
+            " on conflict (device_key, code, field, time) do update"
+            " set value = excluded.value, flag = excluded.flag",
+            [(v.time, v.device_key, v.code, v.field, v.value, v.flag) for v in values],
+        )
