@@ -5,7 +5,10 @@ Used by ``sunlight up`` and by the test fixtures, so both run the broker the sam
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -108,7 +111,11 @@ class _Process:
 
 
 class MosquittoServer(_Process):
-    """Mosquitto on one loopback port; ``extra_config`` lines are appended to the config."""
+    """Mosquitto on one loopback port; ``extra_config`` lines are appended to the config.
+
+    With ``auth_dir`` (a directory written by ``registry.broker_auth.generate_broker_auth``) the
+    broker refuses anonymous clients and enforces that directory's password file and ACL.
+    """
 
     name = "mosquitto"
 
@@ -120,16 +127,25 @@ class MosquittoServer(_Process):
         bind: str = "127.0.0.1",
         persistence: bool = True,
         extra_config: str = "",
+        auth_dir: Path | None = None,
     ) -> None:
         super().__init__(root, port)
         self.bind = bind
         self.persistence = persistence
         self.extra_config = extra_config
+        self.auth_dir = auth_dir
 
     def config_text(self) -> str:
-        lines = [
-            f"listener {self.port} {self.bind}",
-            "allow_anonymous true",
+        lines = [f"listener {self.port} {self.bind}"]
+        if self.auth_dir is None:
+            lines.append("allow_anonymous true")
+        else:
+            lines += [
+                "allow_anonymous false",
+                f"password_file {self.root / 'passwd'}",
+                f"acl_file {self.root / 'acl'}",
+            ]
+        lines += [
             # Inflight and queue limits high enough that a paused ingestor loses nothing.
             "max_inflight_messages 1000",
             "max_queued_messages 1000000",
@@ -143,12 +159,50 @@ class MosquittoServer(_Process):
             lines.append("persistence false")
         return "\n".join([*lines, self.extra_config, ""])
 
+    def _install_auth(self) -> None:
+        """Copy the password file and ACL into ``root``, readable by the broker alone.
+
+        Mosquitto reads them after dropping from root to the ``mosquitto`` user (and again on
+        SIGHUP), and newer releases warn about, and will refuse, files that other users can read
+        or that the broker's user does not own; ``auth_dir`` itself may also be private.
+        """
+        if self.auth_dir is None:
+            return
+        owner: tuple[int, int] | None = None
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("mosquitto")
+            except KeyError:
+                user = None
+            if user is not None:
+                owner = (user.pw_uid, user.pw_gid)
+        for name in ("passwd", "acl"):
+            target = self.root / name
+            tmp = self.root / f".{name}.tmp"
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write((self.auth_dir / name).read_bytes())
+            if owner is not None:
+                os.chown(tmp, *owner)
+            os.replace(tmp, target)  # a reload never sees half a file
+
+    def reload_auth(self) -> None:
+        """Re-read ``auth_dir`` after it was regenerated; Mosquitto reloads on SIGHUP and
+        disconnects clients whose accounts are gone. The reload is asynchronous."""
+        if self.auth_dir is None:
+            raise RuntimeError("this broker was started without auth_dir")
+        self._install_auth()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
+
     def command(self) -> list[str]:
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed")
         conf = self.root / "mosquitto.conf"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._install_auth()
         conf.write_text(self.config_text())
         conf.chmod(0o644)
         return [binary, "-c", str(conf)]
@@ -170,10 +224,3 @@ class AmqttServer(_Process):
         }
         conf.write_text(yaml.safe_dump(config))
         return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
-
-
-def embedded_broker(root: Path, port: int) -> Broker:
-    """Mosquitto when the machine has it, else amqtt from the Python environment."""
-    if mosquitto_binary() is not None:
-        return MosquittoServer(root, port)
-    return AmqttServer(root, port)

@@ -86,6 +86,21 @@ def cmd_registry_load(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_auth(_: Settings, args: argparse.Namespace) -> int:
+    from registry.broker_auth import generate_broker_auth
+    from registry.model import read_registry_file
+
+    auth = generate_broker_auth(read_registry_file(args.file), args.out)
+    print(
+        f"{len(auth.accounts)} broker accounts ({len(auth.added)} added, "
+        f"{len(auth.removed)} removed) in {args.out}:\n"
+        f"  {auth.password_file.name}, {auth.acl_file.name}: for Mosquitto "
+        "(password_file / acl_file)\n"
+        f"  {auth.credentials_file.name}: passwords (mode 0600) for devices and services"
+    )
+    return 0
+
+
 def cmd_ingest(settings: Settings, _: argparse.Namespace) -> int:
     from ingest.service import Ingestor
     from store.db import wait_for_database
@@ -219,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     load = reg.add_parser("load", help="validate a registry YAML file and write it")
     load.add_argument("file", type=Path)
     load.set_defaults(func=cmd_registry_load)
+    auth = reg.add_parser(
+        "broker-auth",
+        help="write Mosquitto's password file and ACL: each device publishes only to its topics",
+    )
+    auth.add_argument("file", type=Path)
+    auth.add_argument(
+        "--out", type=Path, required=True, help="directory for passwd, acl, credentials"
+    )
+    auth.set_defaults(func=cmd_broker_auth)
     validate = reg.add_parser("validate", help="validate a registry YAML file only")
     validate.add_argument("file", type=Path)
     validate.set_defaults(func=cmd_registry_validate)

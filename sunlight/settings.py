@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     mqtt_url: str = Field(
         default="mqtt://localhost:1883", description="Broker as mqtt://user:password@host:port."
     )
+    mqtt_credentials_file: Path | None = Field(
+        default=None,
+        description="credentials.yaml written by 'sunlight registry broker-auth'; with "
+        "SUNLIGHT_MQTT_ACCOUNT, the broker password is read from it instead of the URL.",
+    )
+    mqtt_account: str | None = Field(
+        default=None, description="This service's broker account, e.g. sunlight-ingest."
+    )
     mqtt_client_id: str = Field(
         default="sunlight-ingest", description="Client id of the ingestor's persistent session."
     )
@@ -147,7 +155,19 @@ class Settings(BaseSettings):
 
     @property
     def mqtt(self) -> MqttEndpoint:
-        return parse_mqtt_url(self.mqtt_url)
+        endpoint = parse_mqtt_url(self.mqtt_url)
+        if self.mqtt_account and self.mqtt_credentials_file:
+            from registry.broker_auth import load_credentials
+
+            password = load_credentials(self.mqtt_credentials_file).get(self.mqtt_account)
+            if password is None:
+                raise ValueError(
+                    f"no account {self.mqtt_account!r} in {self.mqtt_credentials_file}"
+                )
+            endpoint = MqttEndpoint(
+                endpoint.host, endpoint.port, self.mqtt_account, password, endpoint.tls
+            )
+        return endpoint
 
 
 @lru_cache(maxsize=1)

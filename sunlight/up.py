@@ -21,12 +21,22 @@ from urllib.parse import urlsplit
 import platformdirs
 import psycopg
 
-from sunlight.brokers import Broker, embedded_broker, free_port, port_open, wait_until
+from registry.broker_auth import GATEWAY, INGEST, SIMULATOR
+from sunlight.brokers import (
+    AmqttServer,
+    Broker,
+    MosquittoServer,
+    free_port,
+    mosquitto_binary,
+    port_open,
+    wait_until,
+)
 from sunlight.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DATABASE = "sunlight"
+SERVICE_ACCOUNTS = {"ingest": INGEST, "hj212-gateway": GATEWAY, "simulate": SIMULATOR}
 
 
 @dataclass
@@ -79,6 +89,28 @@ def _start_embedded_postgres(data_dir: Path) -> tuple[object, str]:
     return server, server.get_uri(database=DATABASE)
 
 
+def _start_broker(root: Path, registry: Path) -> tuple[Broker, Path | None]:
+    """Mosquitto with per-device accounts and ACL from the registry; amqtt (open) otherwise."""
+    from registry.broker_auth import generate_broker_auth
+    from registry.model import read_registry_file
+
+    port = _pick_port(1883)
+    if mosquitto_binary() is None:
+        print(
+            "Starting MQTT broker (amqtt: Mosquitto is not installed; devices are NOT "
+            "authenticated — install mosquitto for per-device accounts)…",
+            flush=True,
+        )
+        broker: Broker = AmqttServer(root / "broker", port)
+        broker.start()
+        return broker, None
+    auth = generate_broker_auth(read_registry_file(registry), root / "broker-auth")
+    print("Starting MQTT broker (Mosquitto, per-device accounts)…", flush=True)
+    broker = MosquittoServer(root / "broker", port, auth_dir=auth.out_dir)
+    broker.start()
+    return broker, auth.credentials_file
+
+
 def _pick_port(preferred: int) -> int:
     return preferred if preferred and not port_open(preferred) else free_port()
 
@@ -109,12 +141,12 @@ def run_everything(
         else:
             print("Starting PostgreSQL (embedded)…", flush=True)
             pg_server, database_url = _start_embedded_postgres(root)
+        registry = registry_file or settings.registry_file or default_registry_file()
+        credentials: Path | None = None
         if "SUNLIGHT_MQTT_URL" in os.environ:
             mqtt_url = settings.mqtt_url
         else:
-            broker = embedded_broker(root / "broker", _pick_port(1883))
-            print(f"Starting MQTT broker ({type(broker).__name__})…", flush=True)
-            broker.start()
+            broker, credentials = _start_broker(root, registry)
             mqtt_url = broker.url
         migrate(
             database_url,
@@ -122,7 +154,6 @@ def run_everything(
             retention_days=settings.retention_days,
             compress_after_days=settings.compress_after_days,
         )
-        registry = registry_file or settings.registry_file or default_registry_file()
         changes = load_registry(database_url, registry)
         print(f"Registry {registry}: {'loaded' if changes.changed else 'unchanged'}", flush=True)
 
@@ -138,8 +169,15 @@ def run_everything(
         }
         services = ["ingest", "api", "hj212-gateway"] + (["simulate"] if simulate else [])
         for name in services:
+            child_env = dict(env)
+            if credentials is not None and name in SERVICE_ACCOUNTS:
+                child_env["SUNLIGHT_MQTT_CREDENTIALS_FILE"] = str(credentials)
+                child_env["SUNLIGHT_MQTT_ACCOUNT"] = SERVICE_ACCOUNTS[name]
             child = Child(
-                name, [sys.executable, "-m", "sunlight", name], env, root / "logs" / f"{name}.log"
+                name,
+                [sys.executable, "-m", "sunlight", name],
+                child_env,
+                root / "logs" / f"{name}.log",
             )
             child.start()
             children.append(child)
@@ -157,7 +195,12 @@ def run_everything(
             f"  MQTT broker:  {mqtt.hostname}:{mqtt.port}"
             "  (devices publish to sunlight/v1/devices/<device-id>/readings)\n"
             f"  HJ 212 TCP:   {settings.gateway_host}:{gateway_port}  (data loggers connect here)\n"
-            f"  Logs:         {root / 'logs'}\n"
+            + (
+                f"  Device passwords: {credentials} (MQTT user = device id)\n"
+                if credentials is not None
+                else ""
+            )
+            + f"  Logs:         {root / 'logs'}\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

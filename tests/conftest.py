@@ -11,9 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from registry.broker_auth import BrokerAuth, generate_broker_auth
+from registry.model import read_registry_file
 from store.schema import migrate
 from sunlight.brokers import MosquittoServer, free_port
-from tests.servers import PostgresCluster
+from tests.servers import PostgresCluster, SecuredBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REGISTRY = ROOT / "examples" / "registry.yaml"
@@ -49,12 +51,32 @@ def database_url(pg_cluster: PostgresCluster) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[MosquittoServer]:
-    """A Mosquitto broker (no persistence) shared by the session; url in ``broker.url``."""
+def broker_auth() -> Iterator[BrokerAuth]:
+    """Broker accounts for the example registry: one per device, one per service."""
+    with tempfile.TemporaryDirectory(prefix="sunlight-auth-") as out:
+        yield generate_broker_auth(read_registry_file(EXAMPLE_REGISTRY), Path(out))
+
+
+def secured_broker(auth: BrokerAuth, *, persistence: bool) -> Iterator[SecuredBroker]:
+    # A tempfile directory, not pytest's private tmp_path: Mosquitto runs as its own user.
     with tempfile.TemporaryDirectory(prefix="sunlight-mqtt-") as root:
-        b = MosquittoServer(Path(root), free_port(), persistence=False)
-        b.start()
+        server = MosquittoServer(
+            Path(root), free_port(), persistence=persistence, auth_dir=auth.out_dir
+        )
+        server.start()
         try:
-            yield b
+            yield SecuredBroker(server, auth)
         finally:
-            b.stop()
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(broker_auth: BrokerAuth) -> Iterator[SecuredBroker]:
+    """Mosquitto (no persistence) shared by the session, enforcing per-device accounts."""
+    yield from secured_broker(broker_auth, persistence=False)
+
+
+@pytest.fixture
+def persistent_broker(broker_auth: BrokerAuth) -> Iterator[SecuredBroker]:
+    """A broker of its own that keeps sessions and queued messages across restarts."""
+    yield from secured_broker(broker_auth, persistence=True)

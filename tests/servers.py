@@ -14,7 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sunlight.brokers import free_port
+from registry.broker_auth import BrokerAuth
+from sunlight.brokers import MosquittoServer, free_port
 
 
 def _pg_bindir() -> Path:
@@ -111,3 +112,36 @@ class PostgresCluster:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class SecuredBroker:
+    """Mosquitto enforcing the example registry's accounts and ACL, as deployments do."""
+
+    server: MosquittoServer
+    auth: BrokerAuth
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def env(self, account: str) -> dict[str, str]:
+        """The environment a service runs with to log in as ``account``."""
+        return {
+            "SUNLIGHT_MQTT_URL": self.server.url,
+            "SUNLIGHT_MQTT_CREDENTIALS_FILE": str(self.auth.credentials_file),
+            "SUNLIGHT_MQTT_ACCOUNT": account,
+        }
+
+    def login(self, account: str) -> tuple[str, str]:
+        return account, self.auth.account(account).password
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()

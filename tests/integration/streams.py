@@ -35,6 +35,7 @@ class Stream:
     """
 
     port: int
+    login: tuple[str, str]
     devices: list[str]
     count: int
     rate: float = 500.0
@@ -75,6 +76,7 @@ class Stream:
             self.acked += 1  # PUBACK received: the broker owns the message now
 
         client.on_publish = on_publish
+        client.username_pw_set(*self.login)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(0.1, 1)

@@ -13,15 +13,18 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from registry.broker_auth import INGEST, SIMULATOR
 from registry.loader import load_registry
-from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
+from sunlight.brokers import free_port, port_open, wait_until
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.processes import sunlight_process
+from tests.servers import SecuredBroker
 
 
-def publish(broker: MosquittoServer, messages: list[tuple[str, bytes]]) -> None:
+def publish(broker: SecuredBroker, messages: list[tuple[str, bytes]]) -> None:
     """Publish with QoS 1 and wait until the broker acknowledged every message."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-device")
+    client.username_pw_set(*broker.login(SIMULATOR))
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     try:
@@ -35,13 +38,13 @@ def publish(broker: MosquittoServer, messages: list[tuple[str, bytes]]) -> None:
 
 
 @pytest.fixture
-def services(database_url: str, broker: MosquittoServer, tmp_path: Path) -> Iterator[str]:
+def services(database_url: str, broker: SecuredBroker, tmp_path: Path) -> Iterator[str]:
     """Ingest and API processes against the test database and broker; yields the API base URL."""
     load_registry(database_url, EXAMPLE_REGISTRY)
     port = free_port()
     env = {
         "SUNLIGHT_DATABASE_URL": database_url,
-        "SUNLIGHT_MQTT_URL": broker.url,
+        **broker.env(INGEST),
         "SUNLIGHT_MQTT_CLIENT_ID": f"ingest-{port}",
         "SUNLIGHT_API_PORT": str(port),
         "SUNLIGHT_INGEST_BATCH_MS": "50",
@@ -66,7 +69,7 @@ def services(database_url: str, broker: MosquittoServer, tmp_path: Path) -> Iter
 
 
 def test_published_readings_come_back_through_the_api(
-    services: str, broker: MosquittoServer, database_url: str
+    services: str, broker: SecuredBroker, database_url: str
 ) -> None:
     """JSON readings published over MQTT are served by the API: latest values and series."""
     ts = (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
@@ -197,7 +200,7 @@ def test_map_is_served_with_local_assets_only(services: str, database_url: str) 
 
 
 def test_day_of_backfill_lands_in_the_right_hours(
-    services: str, broker: MosquittoServer, database_url: str
+    services: str, broker: SecuredBroker, database_url: str
 ) -> None:
     """A device back-fills a day in one batch message; every hour gets its 60 minutes, and a
     later correction of one old minute recomputes that hour's mean."""

@@ -11,11 +11,13 @@ import psycopg
 import pytest
 
 from domain.hj212 import CpData, Frame, build_frame, make_flag, parse_frame
+from registry.broker_auth import GATEWAY, INGEST
 from registry.loader import load_registry
-from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
+from sunlight.brokers import free_port, port_open, wait_until
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.integration.test_end_to_end import publish
 from tests.processes import sunlight_process
+from tests.servers import SecuredBroker
 
 DEVICE, MN, PW = "cems-lc-tpn-u1", "LC31001010000101", "508211"
 # 2026-11-21 10:05 in the logger's clock (UTC+8) is 02:05 UTC.
@@ -52,11 +54,11 @@ def minute_frame(
 
 
 @pytest.fixture
-def ingest(database_url: str, broker: MosquittoServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+def ingest(database_url: str, broker: SecuredBroker, tmp_path: Path) -> Iterator[dict[str, str]]:
     load_registry(database_url, EXAMPLE_REGISTRY)
     env = {
         "SUNLIGHT_DATABASE_URL": database_url,
-        "SUNLIGHT_MQTT_URL": broker.url,
+        **broker.env(INGEST),
         "SUNLIGHT_MQTT_CLIENT_ID": f"ingest-hj212-{free_port()}",
         "SUNLIGHT_INGEST_BATCH_MS": "50",
     }
@@ -82,7 +84,7 @@ def stored(database_url: str) -> list[tuple[object, ...]]:
 
 
 def test_frame_over_mqtt_becomes_readings(
-    ingest: dict[str, str], broker: MosquittoServer, database_url: str
+    ingest: dict[str, str], broker: SecuredBroker, database_url: str
 ) -> None:
     """A CN 2051 frame on the hj212 topic stores minute readings at UTC time, flags kept;
     an unknown code is kept apart without costing the known values."""
@@ -101,7 +103,7 @@ def test_frame_over_mqtt_becomes_readings(
 
 
 def test_frames_that_do_not_belong_are_dead_lettered(
-    ingest: dict[str, str], broker: MosquittoServer, database_url: str
+    ingest: dict[str, str], broker: SecuredBroker, database_url: str
 ) -> None:
     """Another device's MN, a wrong password and a CRC error are rejected with their reasons."""
     good = build_frame(minute_frame())
@@ -151,7 +153,7 @@ def test_gateway_relays_a_tcp_stream(
     answers as the Flag asks (9014 data answer, QnRtn 9 for a bad CRC, 4 for an unknown MN)
     and relays accepted frames to ingest."""
     port = free_port()
-    env = {**ingest, "SUNLIGHT_GATEWAY_PORT": str(port)}
+    env = {**ingest, "SUNLIGHT_MQTT_ACCOUNT": GATEWAY, "SUNLIGHT_GATEWAY_PORT": str(port)}
     log = tmp_path / "gateway.log"
     with sunlight_process(["hj212-gateway"], env, log) as gw:
         wait_until(lambda: port_open(port) or gw.poll() is not None, 30, "the gateway")

@@ -4,38 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from registry.broker_auth import INGEST, SIMULATOR
 from registry.loader import load_registry
 from store.schema import migrate
-from sunlight.brokers import MosquittoServer, free_port, wait_until
+from sunlight.brokers import wait_until
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.integration.streams import Stream, assert_exactly_once, gas_devices, stored_readings
 from tests.processes import sunlight_process
-from tests.servers import PostgresCluster
+from tests.servers import PostgresCluster, SecuredBroker
 
 
-@pytest.fixture
-def persistent_broker() -> Iterator[MosquittoServer]:
-    """A broker of its own that keeps sessions and queued messages across restarts."""
-    with tempfile.TemporaryDirectory(prefix="sunlight-mqtt-") as root:
-        b = MosquittoServer(Path(root), free_port(), persistence=True)
-        b.start()
-        try:
-            yield b
-        finally:
-            b.stop()
-
-
-def ingest_env(database_url: str, broker: MosquittoServer) -> dict[str, str]:
+def ingest_env(database_url: str, broker: SecuredBroker) -> dict[str, str]:
     return {
         "SUNLIGHT_DATABASE_URL": database_url,
-        "SUNLIGHT_MQTT_URL": broker.url,
+        **broker.env(INGEST),
         "SUNLIGHT_MQTT_CLIENT_ID": f"ingest-{broker.port}",
         "SUNLIGHT_INGEST_BATCH_MS": "50",
     }
@@ -46,11 +33,17 @@ def wait_subscribed(log: Path, proc: object, after: int = 0) -> None:
 
 
 def test_ingestor_killed_mid_stream(
-    database_url: str, persistent_broker: MosquittoServer, tmp_path: Path
+    database_url: str, persistent_broker: SecuredBroker, tmp_path: Path
 ) -> None:
     """SIGKILL of the ingestor mid-stream loses nothing: the broker redelivers what was not acked."""
     load_registry(database_url, EXAMPLE_REGISTRY)
-    stream = Stream(persistent_broker.port, gas_devices(database_url), count=3000, rate=1000)
+    stream = Stream(
+        persistent_broker.port,
+        persistent_broker.login(SIMULATOR),
+        gas_devices(database_url),
+        count=3000,
+        rate=1000,
+    )
     env = ingest_env(database_url, persistent_broker)
     log = tmp_path / "ingest.log"
     with sunlight_process(["ingest"], env, log) as first:
@@ -76,11 +69,17 @@ def test_ingestor_killed_mid_stream(
 
 
 def test_broker_restarted_twice_mid_stream(
-    database_url: str, persistent_broker: MosquittoServer, tmp_path: Path
+    database_url: str, persistent_broker: SecuredBroker, tmp_path: Path
 ) -> None:
     """Mosquitto restarted twice mid-stream: sessions and queued messages survive, nothing lost."""
     load_registry(database_url, EXAMPLE_REGISTRY)
-    stream = Stream(persistent_broker.port, gas_devices(database_url), count=3000, rate=600)
+    stream = Stream(
+        persistent_broker.port,
+        persistent_broker.login(SIMULATOR),
+        gas_devices(database_url),
+        count=3000,
+        rate=600,
+    )
     log = tmp_path / "ingest.log"
     with sunlight_process(["ingest"], ingest_env(database_url, persistent_broker), log) as proc:
         wait_subscribed(log, proc)
@@ -100,9 +99,7 @@ def test_broker_restarted_twice_mid_stream(
 
 
 @pytest.mark.timeout(240)
-def test_database_stopped_for_30_seconds(
-    persistent_broker: MosquittoServer, tmp_path: Path
-) -> None:
+def test_database_stopped_for_30_seconds(persistent_broker: SecuredBroker, tmp_path: Path) -> None:
     """PostgreSQL stopped for 30 s mid-stream: the ingestor waits, retries, and stores everything."""
     cluster = PostgresCluster()
     cluster.start()
@@ -112,7 +109,13 @@ def test_database_stopped_for_30_seconds(
         url = cluster.url("sunlight")
         migrate(url)
         load_registry(url, EXAMPLE_REGISTRY)
-        stream = Stream(persistent_broker.port, gas_devices(url), count=2000, rate=100)
+        stream = Stream(
+            persistent_broker.port,
+            persistent_broker.login(SIMULATOR),
+            gas_devices(url),
+            count=2000,
+            rate=100,
+        )
         log = tmp_path / "ingest.log"
         with sunlight_process(["ingest"], ingest_env(url, persistent_broker), log) as proc:
             wait_subscribed(log, proc)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import httpx
 
+from registry.broker_auth import INGEST, SIMULATOR
 from registry.loader import load_registry
-from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
+from sunlight.brokers import free_port, port_open, wait_until
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.integration.streams import Stream, assert_exactly_once, gas_devices, stored_readings
 from tests.processes import sunlight_process
+from tests.servers import SecuredBroker
 
 
 def metric(port: int, name: str) -> float:
@@ -21,16 +23,18 @@ def metric(port: int, name: str) -> float:
 
 
 def test_two_ingestors_share_the_load(
-    database_url: str, broker: MosquittoServer, tmp_path: Path
+    database_url: str, broker: SecuredBroker, tmp_path: Path
 ) -> None:
     """With $share/ingest/…, both ingestors receive part of the stream; the sum is stored once."""
     load_registry(database_url, EXAMPLE_REGISTRY)
-    stream = Stream(broker.port, gas_devices(database_url), count=2000, rate=2000)
+    stream = Stream(
+        broker.port, broker.login(SIMULATOR), gas_devices(database_url), count=2000, rate=2000
+    )
     ports = [free_port(), free_port()]
     envs = [
         {
             "SUNLIGHT_DATABASE_URL": database_url,
-            "SUNLIGHT_MQTT_URL": broker.url,
+            **broker.env(INGEST),
             "SUNLIGHT_MQTT_CLIENT_ID": f"ingest-share-{i}-{broker.port}",
             "SUNLIGHT_MQTT_SHARED_GROUP": "ingest",
             "SUNLIGHT_METRICS_PORT": str(port),
