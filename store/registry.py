@@ -113,7 +113,7 @@ def list_devices(conn: psycopg.Connection) -> list[dict[str, Any]]:
         select d.id, d.key as device_key, s.key as site_key, s.id as site_id,
                case when s.kind = 'station' then 'ambient'
                     when o.kind = 'gas' then 'flue_gas' else 'wastewater' end as medium,
-               d.mn, d.timezone
+               d.mn, d.hj212_password, d.timezone
         from devices d
         join sites s on s.id = d.site_id
         left join outlets o on o.id = s.id
