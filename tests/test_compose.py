@@ -178,15 +178,31 @@ def test_dependencies_wait_for_health(services: dict[str, dict[str, Any]]) -> No
     assert services["migrate"]["restart"] == "no"
 
 
-def test_broker_config_listens_on_1883() -> None:
-    """The mounted Mosquitto config has the 1883 listener and anonymous access for now."""
+def test_broker_requires_the_generated_accounts(services: dict[str, dict[str, Any]]) -> None:
+    """Mosquitto listens on 1883, refuses anonymous clients and reads the password file and
+    ACL that the broker-auth service writes from the registry into the shared volume."""
     lines = {
         line.strip()
         for line in (ROOT / "deploy/mosquitto/mosquitto.conf").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
     assert "listener 1883" in lines
-    assert "allow_anonymous true" in lines
+    assert "allow_anonymous false" in lines
+    assert "allow_anonymous true" not in lines
+    assert "password_file /mosquitto/config/auth/passwd" in lines
+    assert "acl_file /mosquitto/config/auth/acl" in lines
+    assert "mqtt-auth:/mosquitto/config/auth:ro" in services["mqtt"]["volumes"]
+    writer = services["broker-auth"]
+    assert _words(writer["command"])[:2] == ["registry", "broker-auth"]
+    assert "mqtt-auth:/auth" in writer["volumes"]
+    assert services["mqtt"]["depends_on"]["broker-auth"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("ingest", "hj212-gateway", "simulator"):
+        env = services[name]["environment"]
+        assert env["SUNLIGHT_MQTT_ACCOUNT"].startswith("sunlight-"), name
+        assert env["SUNLIGHT_MQTT_CREDENTIALS_FILE"] == "/auth/credentials.yaml", name
+        assert "mqtt-auth:/auth:ro" in services[name]["volumes"], name
 
 
 def test_dockerfile_is_pinned_non_root_and_runs_sunlight() -> None:
