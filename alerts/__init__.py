@@ -1,0 +1,1 @@
+"""The compliance engine: scheduled rules, episodes, reminders, escalation, notifications."""

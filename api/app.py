@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 import sunlight
 from api import errors
-from api.routers import health, regulator, sites
+from api.routers import episodes, health, regulator, sites
 from api.routers import map as map_router
 from maps.assets import static_dirs
 from store.db import open_pool
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sites.router)
     app.include_router(map_router.router)
     app.include_router(regulator.router)
+    app.include_router(episodes.router)
     for name, directory in static_dirs().items():
         app.mount(
             f"{map_router.STATIC_PREFIX}/{name}",

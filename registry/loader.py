@@ -89,6 +89,7 @@ def registry_rows(
                 "level": reg.level.value,
                 "parent_id": reg.parent,
                 "ack_deadline_minutes": reg.ack_deadline_minutes,
+                "notify": reg.notify.model_dump(exclude_defaults=False),
             }
         )
     for dist in registry.districts:

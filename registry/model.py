@@ -56,6 +56,25 @@ class Level(StrEnum):
     DISTRICT = "district"
 
 
+class Notify(_Entry):
+    """Where an office is told of episodes: any of a signed webhook, e-mail, its MQTT topic."""
+
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    webhook_secret: str | None = Field(
+        default=None, min_length=16, description="HMAC-SHA256 key; keep this file private."
+    )
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(
+        default_factory=list
+    )
+    mqtt: bool = Field(default=True, description="Publish to sunlight/v1/regulators/<id>/alerts.")
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> Notify:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret (the HMAC-SHA256 signing key)")
+        return self
+
+
 class Regulator(_Entry):
     id: Identifier
     name: str = Field(min_length=1)
@@ -63,6 +82,7 @@ class Regulator(_Entry):
     level: Level
     parent: Identifier | None = None
     ack_deadline_minutes: int = Field(default=120, gt=0, le=7 * 24 * 60)
+    notify: Notify = Field(default_factory=Notify)
 
 
 class District(_Entry):

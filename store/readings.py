@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -106,6 +106,7 @@ def write_readings(
     inserted = sum(1 for o in outcomes if o)
     updated = len(outcomes) - inserted
     _update_latest(conn, unique)
+    _queue_rejudging(conn, unique)
     rolled = [r for r in unique if r.period in _ROLLED_UP]
     touched = None
     if rolled:
@@ -115,12 +116,29 @@ def write_readings(
     return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
 
 
+def _queue_rejudging(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
+    """Hours before the current one that this batch changed: the alerts service judges them
+    again if it already had (late data must not leave a stale verdict)."""
+    current = _hour(datetime.now(UTC))
+    stale = sorted({(r.site_key, _hour(r.time)) for r in rows if r.time < current})
+    if not stale:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into rejudge_queue (site_key, hour) values (%s, %s) on conflict do nothing",
+            stale,
+        )
+
+
 def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
     newest: dict[tuple[int, str, Period], StoredReading] = {}
+    newest_valid: dict[tuple[int, str, Period], StoredReading] = {}
     for r in rows:
         key = (r.site_key, r.pollutant, r.period)
         if key not in newest or r.time >= newest[key].time:
             newest[key] = r
+        if r.flag == "N" and (key not in newest_valid or r.time >= newest_valid[key].time):
+            newest_valid[key] = r
     with conn.cursor() as cur:
         cur.executemany(
             """
@@ -144,6 +162,15 @@ def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> N
                     r.flag,
                 )
                 for r in newest.values()
+            ],
+        )
+        cur.executemany(
+            "update latest_readings set valid_time = %s"
+            " where site_key = %s and pollutant = %s and period = %s"
+            " and (valid_time is null or valid_time < %s)",
+            [
+                (r.time, r.site_key, r.pollutant, r.period.value, r.time)
+                for r in newest_valid.values()
             ],
         )
 

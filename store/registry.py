@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 
 @dataclass
@@ -76,7 +77,7 @@ def write_registry(
     changes = RegistryChanges()
     conn.execute("set constraints all deferred")
     for reg in rows["regulators"]:
-        _upsert(conn, "regulators", ["id"], reg, changes)
+        _upsert(conn, "regulators", ["id"], {**reg, "notify": Jsonb(reg["notify"])}, changes)
     for dist in rows["districts"]:
         _upsert(
             conn, "districts", ["id"], {**dist, "boundary": json.dumps(dist["boundary"])}, changes

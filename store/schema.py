@@ -183,6 +183,8 @@ def _readings(opts: Options) -> Sequence[str | sql.Composed]:
             value double precision not null,
             unit text not null,
             flag char(1) not null,
+            valid_time timestamptz,  -- newest flag-N value: a monitor sending only invalid
+                                     -- data is as silent as one sending nothing
             primary key (site_key, pollutant, period)
         )""",
     ]
@@ -273,11 +275,146 @@ def _unknown_values(_: Options) -> Sequence[str]:
     ]
 
 
+def _compliance(_: Options) -> Sequence[str]:
+    return [
+        # Where each office wants to be told: {"webhook": {"url", "secret"}, "email": [...],
+        # "mqtt": true}; loaded from the registry.
+        "alter table regulators add column notify jsonb not null default '{}'",
+        # Every judgement, compliant hours included, so the disclosure shows the whole record.
+        """
+        create table judgements (
+            site_id text not null references sites(id),
+            pollutant text not null,
+            period text not null check (period in ('hour', 'day')),
+            start timestamptz not null,
+            limit_value double precision not null,
+            unit text not null,
+            standard text not null,
+            o2_reference double precision,
+            mean double precision,
+            measured_mean double precision,
+            o2_mean double precision,
+            valid_count integer not null,
+            total_count integer not null,
+            verdict text not null
+                check (verdict in ('compliant', 'exceedance', 'invalid', 'stopped', 'no_data')),
+            judged_at timestamptz not null default now(),
+            primary key (site_id, pollutant, period, start)
+        )""",
+        "create index judgements_exceedances on judgements (start) where verdict = 'exceedance'",
+        """
+        create table episodes (
+            id bigint generated always as identity primary key,
+            kind text not null check (kind in ('exceedance', 'gap')),
+            site_id text not null references sites(id),
+            pollutant text not null default '',
+            period text not null default '',
+            regulator_id text not null references regulators(id),
+            status text not null
+                check (status in ('open', 'notified', 'acknowledged', 'resolved')),
+            severity text,
+            first_start timestamptz not null,
+            last_end timestamptz not null,
+            hours integer not null default 0,
+            max_mean double precision,
+            limit_value double precision,
+            opened_at timestamptz not null default now(),
+            notified_at timestamptz,
+            acknowledged_at timestamptz,
+            resolved_at timestamptz,
+            escalated_to text references regulators(id),
+            escalated_at timestamptz,
+            reminders integer not null default 0,
+            last_reminded_at timestamptz,
+            reopened integer not null default 0,
+            resolution text
+        )""",
+        # At most one live episode per outlet, pollutant, period and kind.
+        "create unique index episodes_one_live on episodes (kind, site_id, pollutant, period)"
+        " where status <> 'resolved'",
+        "create index episodes_regulator on episodes (regulator_id, status)",
+        # The audit log of every episode: appended to, never changed.
+        """
+        create table episode_events (
+            id bigint generated always as identity primary key,
+            episode_id bigint not null references episodes(id),
+            at timestamptz not null default now(),
+            kind text not null,
+            actor text not null,
+            regulator_id text references regulators(id),
+            note text,
+            detail jsonb not null default '{}'
+        )""",
+        "create index episode_events_episode on episode_events (episode_id, id)",
+        """
+        create function sunlight_append_only() returns trigger language plpgsql as $$
+        begin
+            raise exception '% is append-only', tg_table_name;
+        end $$""",
+        "create trigger episode_events_append_only before update or delete on episode_events"
+        " for each row execute function sunlight_append_only()",
+        # Notifications are rows first, sent after: the outbox makes 'one notification per
+        # episode' survive a crash (a resend carries the same idempotency key).
+        """
+        create table notifications (
+            id bigint generated always as identity primary key,
+            episode_id bigint not null references episodes(id),
+            regulator_id text not null references regulators(id),
+            kind text not null,
+            seq integer not null default 0,
+            channel text not null,
+            status text not null default 'pending'
+                check (status in ('pending', 'sent', 'failed')),
+            attempts integer not null default 0,
+            next_attempt_at timestamptz not null default now(),
+            created_at timestamptz not null default now(),
+            sent_at timestamptz,
+            last_error text,
+            unique (episode_id, regulator_id, kind, seq, channel)
+        )""",
+        "create index notifications_due on notifications (next_attempt_at)"
+        " where status = 'pending'",
+        """
+        create table notification_attempts (
+            id bigint generated always as identity primary key,
+            notification_id bigint not null references notifications(id),
+            at timestamptz not null default now(),
+            ok boolean not null,
+            detail text not null
+        )""",
+        """
+        create table silences (
+            id bigint generated always as identity primary key,
+            site_id text not null references sites(id),
+            starts_at timestamptz not null,
+            ends_at timestamptz not null check (ends_at > starts_at),
+            reason text not null,
+            created_by text not null references regulators(id),
+            created_at timestamptz not null default now()
+        )""",
+        # Watermarks of the scheduled jobs: what has been judged through.
+        """
+        create table job_state (
+            job text primary key,
+            done_through timestamptz not null,
+            updated_at timestamptz not null default now()
+        )""",
+        # Hours whose readings changed after they were judged (late data): judged again.
+        """
+        create table rejudge_queue (
+            site_key integer not null,
+            hour timestamptz not null,
+            primary key (site_key, hour)
+        )""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
     Migration(3, "regulator API tokens", _tokens),
     Migration(4, "values under unknown HJ 212 codes", _unknown_values),
+    Migration(5, "compliance: judgements, episodes, audit log, notifications", _compliance),
 )
 
 ROLLUP_SELECT = _ROLLUP_SELECT

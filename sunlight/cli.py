@@ -110,6 +110,15 @@ def cmd_ingest(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from alerts.service import run_alerts
+    from store.db import wait_for_database
+
+    wait_for_database(settings.database_url)
+    run_alerts(settings, stop_event=_stop_on_signals(), interval_s=args.interval)
+    return 0
+
+
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.gateway import run_gateway
     from store.db import wait_for_database
@@ -268,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = tokens.add_parser("revoke", help="revoke a token by its number")
     revoke.add_argument("token_id", type=int)
     revoke.set_defaults(func=cmd_token_revoke)
+
+    alerts = sub.add_parser(
+        "alerts", help="judge limits, track episodes, notify regulators (one leader at a time)"
+    )
+    alerts.add_argument("--interval", type=float, default=30.0, help="seconds between job runs")
+    alerts.set_defaults(func=cmd_alerts)
 
     gw = sub.add_parser("hj212-gateway", help="TCP server for HJ 212-2017 data loggers")
     gw.add_argument("--host", default=None)

@@ -105,6 +105,27 @@ class Settings(BaseSettings):
     gateway_idle_timeout_s: float = Field(
         default=600.0, gt=0, description="Close a data-logger connection silent this long."
     )
+    alerts_gap_minutes: int = Field(
+        default=60, ge=5, description="An outlet with no valid data this long is a monitoring gap."
+    )
+    alerts_reminder_minutes: int = Field(
+        default=60, ge=1, description="Remind the office this often while unacknowledged."
+    )
+    alerts_reopen_hours: int = Field(
+        default=24, ge=0, description="An exceedance this soon after resolution reopens it."
+    )
+    alerts_grace_minutes: int = Field(
+        default=5, ge=0, description="Wait this long after an hour ends before judging it."
+    )
+    alerts_backfill_hours: int = Field(
+        default=24, ge=1, description="On first start, judge this many past hours."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP relay for e-mail alerts.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "sunlight-alerts@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     public_base_url: str | None = Field(

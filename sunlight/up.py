@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import platformdirs
 import psycopg
 
-from registry.broker_auth import GATEWAY, INGEST, SIMULATOR
+from registry.broker_auth import ALERTS, GATEWAY, INGEST, SIMULATOR
 from sunlight.brokers import (
     AmqttServer,
     Broker,
@@ -36,7 +36,12 @@ from sunlight.settings import Settings
 logger = logging.getLogger(__name__)
 
 DATABASE = "sunlight"
-SERVICE_ACCOUNTS = {"ingest": INGEST, "hj212-gateway": GATEWAY, "simulate": SIMULATOR}
+SERVICE_ACCOUNTS = {
+    "ingest": INGEST,
+    "hj212-gateway": GATEWAY,
+    "simulate": SIMULATOR,
+    "alerts": ALERTS,
+}
 
 
 @dataclass
@@ -167,7 +172,7 @@ def run_everything(
             "SUNLIGHT_GATEWAY_PORT": str(gateway_port),
             "SUNLIGHT_REGISTRY_FILE": str(registry),
         }
-        services = ["ingest", "api", "hj212-gateway"] + (["simulate"] if simulate else [])
+        services = ["ingest", "api", "hj212-gateway", "alerts"] + (["simulate"] if simulate else [])
         for name in services:
             child_env = dict(env)
             if credentials is not None and name in SERVICE_ACCOUNTS:

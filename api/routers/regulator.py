@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime, BaseModel, Field
 
 from api.auth import RegulatorDep
 from api.deps import ConnDep
 from api.geojson import jsonable
-from store import dead_letters
+from domain.errors import ValidationError
+from store import dead_letters, episodes
 
 router = APIRouter(prefix="/api/v1/regulator", tags=["regulator"])
 
@@ -57,3 +60,121 @@ def list_dead_letters(
         "meta": {"found": total, "page": page, "limit": limit, "regulator": regulator.regulator_id},
         "results": results,
     }
+
+
+class NoteBody(BaseModel):
+    note: str = Field(min_length=1, max_length=4000, description="Public: shown on the record.")
+
+
+class AckBody(BaseModel):
+    note: str | None = Field(default=None, max_length=4000, description="Optional public note.")
+
+
+class ResolveBody(BaseModel):
+    action: str = Field(
+        min_length=1, max_length=4000, description="What was done (public), e.g. an inspection."
+    )
+
+
+class SilenceBody(BaseModel):
+    site_id: str = Field(max_length=64, description="Outlet id.")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.get("/episodes", summary="Episodes in your jurisdiction (in charge or escalated to you)")
+def my_episodes(
+    *,
+    conn: ConnDep,
+    regulator: RegulatorDep,
+    status: Annotated[
+        Literal["open", "notified", "acknowledged", "resolved"] | None, Query()
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> dict[str, Any]:
+    total, rows = episodes.list_episodes(
+        conn,
+        regulators=regulator.jurisdiction,
+        status=status,
+        limit=limit,
+        offset=(page - 1) * limit,
+    )
+    return {"meta": {"found": total, "page": page, "limit": limit}, "results": jsonable(rows)}
+
+
+@router.post("/episodes/{episode_id}/acknowledge", summary="Acknowledge an episode")
+def acknowledge(
+    conn: ConnDep,
+    regulator: RegulatorDep,
+    episode_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: AckBody | None = None,
+) -> dict[str, Any]:
+    with conn.transaction():
+        row = episodes.acknowledge(
+            conn,
+            episode_id,
+            regulator_id=regulator.regulator_id,
+            jurisdiction=regulator.jurisdiction,
+            note=body.note if body else None,
+            token_id=regulator.token_id,
+        )
+    return jsonable(row)  # type: ignore[no-any-return]
+
+
+@router.post("/episodes/{episode_id}/notes", summary="Add a public note to an episode")
+def note(
+    conn: ConnDep,
+    regulator: RegulatorDep,
+    episode_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: NoteBody,
+) -> dict[str, Any]:
+    with conn.transaction():
+        row = episodes.add_note(
+            conn,
+            episode_id,
+            regulator_id=regulator.regulator_id,
+            jurisdiction=regulator.jurisdiction,
+            note=body.note,
+            token_id=regulator.token_id,
+        )
+    return jsonable(row)  # type: ignore[no-any-return]
+
+
+@router.post("/episodes/{episode_id}/resolve", summary="Resolve an episode with the action taken")
+def resolve(
+    conn: ConnDep,
+    regulator: RegulatorDep,
+    episode_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: ResolveBody,
+) -> dict[str, Any]:
+    with conn.transaction():
+        row = episodes.resolve(
+            conn,
+            episode_id,
+            regulator_id=regulator.regulator_id,
+            jurisdiction=regulator.jurisdiction,
+            action=body.action,
+            token_id=regulator.token_id,
+        )
+    return jsonable(row)  # type: ignore[no-any-return]
+
+
+@router.post("/silences", status_code=201, summary="Register a planned outlet shutdown in advance")
+def create_silence(conn: ConnDep, regulator: RegulatorDep, body: SilenceBody) -> dict[str, Any]:
+    if body.ends_at <= body.starts_at:
+        raise ValidationError("ends_at must be after starts_at")
+    if body.starts_at < datetime.now(UTC) - timedelta(minutes=5):
+        raise ValidationError("a silence is registered in advance: starts_at is in the past")
+    with conn.transaction():
+        row = episodes.create_silence(
+            conn,
+            site_id=body.site_id,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            reason=body.reason,
+            regulator_id=regulator.regulator_id,
+            jurisdiction=regulator.jurisdiction,
+        )
+    return jsonable(row)  # type: ignore[no-any-return]
