@@ -48,7 +48,7 @@ PBKDF2_ITERATIONS: Final = 1000
 PASSWORD_BYTES: Final = 32
 
 Access = Literal["read", "write", "readwrite"]
-AccountKind = Literal["service", "device"]
+AccountKind = Literal["service", "device", "regulator"]
 
 
 class BrokerAuthError(ValidationError):
@@ -102,6 +102,15 @@ SERVICE_GRANTS: Final[Mapping[str, tuple[Grant, ...]]] = {
 # The ACL and password files are line-based: a newline, NUL or ':' in a name would forge lines;
 # wildcards or '/' in a device id would widen its topic grant.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+REGULATOR_PREFIX: Final = "office."
+
+
+def regulator_grants(regulator_id: str) -> tuple[Grant, ...]:
+    """An office's own account reads the alerts Sunlight publishes for it, and nothing else."""
+    _check_name(regulator_id, "regulator id")
+    return (Grant("read", f"sunlight/v1/regulators/{regulator_id}/#"),)
 
 
 def device_grants(device_id: str) -> tuple[Grant, ...]:
@@ -290,6 +299,15 @@ def generate_broker_auth(registry: Registry, out_dir: Path) -> BrokerAuth:
         if device.id in SERVICE_GRANTS:
             raise BrokerAuthError(f"device id {device.id!r} is reserved for a service account")
         wanted.append((device.id, "device", device_grants(device.id)))
+    for regulator in registry.regulators:
+        wanted.append(
+            (REGULATOR_PREFIX + regulator.id, "regulator", regulator_grants(regulator.id))
+        )
+    seen: set[str] = set()
+    for name, _kind, _grants in wanted:
+        if name in seen:
+            raise BrokerAuthError(f"broker account {name!r} would be defined twice")
+        seen.add(name)
 
     accounts = tuple(
         Account(name, old.get(name) or secrets.token_urlsafe(PASSWORD_BYTES), kind, grants)

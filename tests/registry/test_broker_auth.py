@@ -268,7 +268,17 @@ def test_generate_writes_accounts_and_modes(auth_dir: Path) -> None:
     """Every service and device gets an account; only the credentials file is private (0600)."""
     auth = generate_broker_auth(make_registry(), auth_dir)
     names = [a.username for a in auth.accounts]
-    assert names == [INGEST, GATEWAY, SIMULATOR, ALERTS, MONITOR, "aq-1", "cems-1"]
+    assert names == [
+        INGEST,
+        GATEWAY,
+        SIMULATOR,
+        ALERTS,
+        MONITOR,
+        "aq-1",
+        "cems-1",
+        "office.city",
+        "office.north-office",
+    ]
     assert auth.added == tuple(names)
     assert stat.S_IMODE(auth.credentials_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(auth.password_file.stat().st_mode) == 0o644
