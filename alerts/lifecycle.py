@@ -75,16 +75,18 @@ def apply_outcome(conn: psycopg.Connection, outcome: Outcome, *, reopen_within: 
 def check_gaps(conn: psycopg.Connection, now: datetime, *, after: timedelta) -> int:
     """Open a gap episode for every outlet whose monitor sent no valid data for ``after``.
 
-    Only outlets that have reported at least once are watched: a device never switched on is a
-    registration matter, not evasion. Returns the number of episodes opened."""
+    'Sent' is arrival: a device back-filling its buffer is sending, a device sending only
+    flagged (invalid) values is not. Only outlets that have reported at least once are watched:
+    a device never switched on is a registration matter, not evasion. Returns the number of
+    episodes opened."""
     opened = 0
     quiet = compliance_store.silenced(conn, now - after, now)
-    for site_id, regulator_id, _kind, valid_time, any_time in compliance_store.last_valid_times(
+    for site_id, regulator_id, _kind, valid_sent, any_time in compliance_store.last_valid_times(
         conn
     ):
         if any_time is None:
             continue
-        since = valid_time or any_time
+        since = valid_sent or any_time
         live = store.live_episode(conn, GAP, site_id, "", "")
         if now - since < after:
             if live is not None and live["last_end"] < since:

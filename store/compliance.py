@@ -207,12 +207,12 @@ def silenced(conn: psycopg.Connection, start: datetime, end: datetime) -> set[st
 def last_valid_times(
     conn: psycopg.Connection,
 ) -> list[tuple[str, str, str, datetime | None, datetime | None]]:
-    """Per monitored outlet: (site, regulator, kind, newest valid value, newest value)."""
+    """Per monitored outlet: (site, regulator, kind, last valid value received, newest value)."""
     return (
         conn.cursor(row_factory=tuple_row)
         .execute(
             """
-        select o.id, di.regulator_id, o.kind, max(l.valid_time), max(l.time)
+        select o.id, di.regulator_id, o.kind, max(l.valid_received_at), max(l.time)
         from outlets o
         join enterprises e on e.id = o.enterprise_id
         join districts di on di.id = e.district_id

@@ -165,13 +165,9 @@ def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> N
             ],
         )
         cur.executemany(
-            "update latest_readings set valid_time = %s"
-            " where site_key = %s and pollutant = %s and period = %s"
-            " and (valid_time is null or valid_time < %s)",
-            [
-                (r.time, r.site_key, r.pollutant, r.period.value, r.time)
-                for r in newest_valid.values()
-            ],
+            "update latest_readings set valid_received_at = now()"
+            " where site_key = %s and pollutant = %s and period = %s",
+            [(r.site_key, r.pollutant, r.period.value) for r in newest_valid.values()],
         )
 
 

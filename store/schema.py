@@ -183,8 +183,9 @@ def _readings(opts: Options) -> Sequence[str | sql.Composed]:
             value double precision not null,
             unit text not null,
             flag char(1) not null,
-            valid_time timestamptz,  -- newest flag-N value: a monitor sending only invalid
-                                     -- data is as silent as one sending nothing
+            -- When the device last *sent* a flag-N value (a back-fill counts as sending): a
+            -- monitor sending only invalid data is as silent as one sending nothing.
+            valid_received_at timestamptz,
             primary key (site_key, pollutant, period)
         )""",
     ]

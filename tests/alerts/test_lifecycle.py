@@ -67,8 +67,11 @@ def hour_ago(hours: int) -> datetime:
 
 
 def test_silent_monitor_is_a_gap_episode(engine: Engine, database_url: str) -> None:
-    """A monitor that reported, then fell silent for over an hour, opens one gap episode."""
+    """A monitor that reported, then fell silent for over an hour, opens one gap episode; a
+    back-fill arriving now is sending, not silence."""
     write_minutes(database_url, hour_ago(3), 60, 10.0)
+    assert engine.gaps() == 0  # the minutes are old, but they just arrived
+    engine.clock.offset = timedelta(hours=2, minutes=30)  # type: ignore[attr-defined]
     assert engine.gaps() == 1
     assert engine.gaps() == 0  # one episode, not one per check
     assert episodes(database_url) == [("gap", OUTLET, "open", 2, 0)]
