@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
@@ -99,6 +100,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "industry": "Industry",
         "district": "District",
         "regulator": "Regulator",
+        "aqi": "AQI (HJ 633, hourly)",
+        "status": "Compliance",
     },
     "zh": {
         "html_lang": "zh-Hans",
@@ -121,8 +124,29 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "industry": "行业",
         "district": "区县",
         "regulator": "监管部门",
+        "aqi": "空气质量指数（小时）",
+        "status": "达标情况",
     },
 }
+
+# Enterprise markers are coloured by compliance: red when exceeding now (issue: the point of
+# the map is to show who is polluting).
+COMPLIANCE: Final[dict[str, tuple[str, str, str]]] = {
+    "exceeding": ("#d7301f", "Exceeding a limit now", "正在超标"),
+    "monitoring_gap": ("#6a3d9a", "Monitoring gap", "监测数据缺失"),
+    "compliant": ("#1a9850", "Compliant", "达标"),
+    "no_data": (NO_DATA_FILL, "No judgement yet", "暂无评价"),
+}
+# HJ 633-2012 categories, for the legend (station colours come with each station's AQI).
+AQI_LEGEND: Final = (
+    ("#00E400", "0–50 Excellent", "0–50 优"),
+    ("#FFFF00", "51–100 Good", "51–100 良"),
+    ("#FF7E00", "101–150 Lightly polluted", "101–150 轻度污染"),
+    ("#FF0000", "151–200 Moderately polluted", "151–200 中度污染"),
+    ("#99004C", "201–300 Heavily polluted", "201–300 重度污染"),
+    ("#7E0023", ">300 Severely polluted", ">300 严重污染"),
+)
+_HEX_COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 INDUSTRIES: Final[dict[str, tuple[str, str]]] = {
     "thermal_power": ("Thermal power", "火电"),
@@ -262,10 +286,13 @@ class _Script(MacroElement):
 
 
 def _point_to_layer(style: Mapping[str, object], no_data_style: Mapping[str, object]) -> JsCode:
+    # 'c' is a fill colour the server checked to be #RRGGBB (AQI category, compliance status).
     return JsCode(
         "function (feature, latlng) {\n"
-        f"    return L.circleMarker(latlng, feature.properties.nd ? {json.dumps(no_data_style)}"
+        f"    var s = Object.assign({{}}, feature.properties.nd ? {json.dumps(no_data_style)}"
         f" : {json.dumps(style)});\n"
+        "    if (feature.properties.c) { s.fillColor = feature.properties.c; }\n"
+        "    return L.circleMarker(latlng, s);\n"
         "}"
     )
 
@@ -598,12 +625,18 @@ class _Popups:
         props = point.props
         name = _name(props, self.lang)
         section = self._section(props.get("latest"), props.get("id"), outlet=None)
-        popup = {
-            "h": _text(name),
-            "m": self._meta([(self.labels["district"], self._district(props.get("district")))]),
-            "g": [section],
-        }
-        return _point_feature(point, popup, _text(name), no_data=not section["r"])
+        aqi = props.get("aqi") if isinstance(props.get("aqi"), Mapping) else None
+        pairs = [(self.labels["district"], self._district(props.get("district")))]
+        colour = None
+        if aqi is not None and isinstance(aqi.get("aqi"), int):
+            category = aqi.get("category_zh" if self.lang == "zh" else "category") or ""
+            pairs.insert(0, (self.labels["aqi"], f"{aqi['aqi']} {category}"))
+            colour = aqi.get("colour")
+        popup = {"h": _text(name), "m": self._meta(pairs), "g": [section]}
+        feature = _point_feature(point, popup, _text(name), no_data=not section["r"])
+        if isinstance(colour, str) and _HEX_COLOUR.match(colour):
+            feature["properties"]["c"] = colour
+        return feature
 
     def enterprise(self, point: _Point) -> dict[str, Any]:
         props = point.props
@@ -623,8 +656,14 @@ class _Popups:
         industry_words = INDUSTRIES.get(industry, (industry, industry))[
             1 if self.lang == "zh" else 0
         ]
+        compliance = props.get("compliance")
+        status = compliance.get("status") if isinstance(compliance, Mapping) else None
+        status_words = (
+            COMPLIANCE[status][2 if self.lang == "zh" else 1] if status in COMPLIANCE else ""
+        )
         meta = self._meta(
             [
+                (self.labels["status"], status_words),
                 (self.labels["industry"], industry_words),
                 (self.labels["district"], self._district(props.get("district"))),
             ]
@@ -636,7 +675,10 @@ class _Popups:
             "g": sections or [{"r": []}],
         }
         no_data = not any(s["r"] for s in sections)
-        return _point_feature(point, popup, _text(name), no_data=no_data)
+        feature = _point_feature(point, popup, _text(name), no_data=no_data)
+        if status in COMPLIANCE and status != "no_data":
+            feature["properties"]["c"] = COMPLIANCE[str(status)][0]
+        return feature
 
     def district(self, feature: Mapping[str, Any]) -> dict[str, Any]:
         props = feature["properties"]
@@ -701,6 +743,7 @@ def _point_feature(
 
 def _legend_html(labels: Mapping[str, str], *, local: bool) -> str:
     area = DISTRICT_STYLE_LOCAL if local else DISTRICT_STYLE_TILES
+    zh_lang = labels["html_lang"].startswith("zh")
     rows = [
         (
             f'<span class="sl-sym" style="background:{STATION_STYLE["fillColor"]};'
@@ -714,6 +757,19 @@ def _legend_html(labels: Mapping[str, str], *, local: bool) -> str:
         ),
         ('<span class="sl-cluster">5</span>', labels["cluster"]),
         (f'<span class="sl-sym" style="background:{NO_DATA_FILL}"></span>', labels["no_data"]),
+        *(
+            (f'<span class="sl-sym" style="background:{colour}"></span>', zh if zh_lang else en)
+            for colour, en, zh in AQI_LEGEND
+        ),
+        *(
+            (
+                f'<span class="sl-sym" style="background:{colour};'
+                f'border:2.5px solid {ENTERPRISE_STYLE["color"]}"></span>',
+                zh if zh_lang else en,
+            )
+            for colour, en, zh in COMPLIANCE.values()
+            if colour != NO_DATA_FILL
+        ),
         (
             f'<span class="sl-area" style="background:{area["fillColor"]};'
             f'border:1.5px solid {area["color"]}"></span>',

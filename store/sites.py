@@ -186,3 +186,61 @@ def hourly_series(
     for r in rows:
         r["flags"] = flags_from_mask(r.pop("flags_mask"))
     return rows
+
+
+def latest_hourly_means(conn: psycopg.Connection, since: datetime) -> dict[str, dict[str, Row]]:
+    """{station id: {pollutant: newest valid hourly mean since ``since``}} for AQI.
+
+    An hour counts when it has ≥ 45 valid minutes (the hourly validity of GB 3095/HJ 75)."""
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select distinct on (d.site_id, h.pollutant)
+               d.site_id, h.pollutant, h.hour, h.mean
+        from readings_hourly h
+        join devices d on d.key = h.device_key
+        join stations s on s.id = d.site_id
+        where h.hour >= %s and h.period = 'minute' and h.n_valid >= 45
+          and h.pollutant in ('so2', 'no2', 'co', 'o3', 'pm10', 'pm25')
+        order by d.site_id, h.pollutant, h.hour desc
+        """,
+            (since,),
+        )
+        .fetchall()
+    )
+    out: dict[str, dict[str, Row]] = defaultdict(dict)
+    for r in rows:
+        out[r["site_id"]][r["pollutant"]] = {"hour": r["hour"], "mean": r["mean"]}
+    return out
+
+
+def compliance_status(conn: psycopg.Connection, since: datetime) -> dict[str, Row]:
+    """Per enterprise: live exceedance and gap episodes, exceedance hours since ``since``, and
+    whether any hour since was judged compliant."""
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select e.id,
+               (select count(*) from episodes ep join outlets o on o.id = ep.site_id
+                 where o.enterprise_id = e.id and ep.status <> 'resolved'
+                   and ep.kind = 'exceedance') as open_exceedances,
+               (select count(*) from episodes ep join outlets o on o.id = ep.site_id
+                 where o.enterprise_id = e.id and ep.status <> 'resolved'
+                   and ep.kind = 'gap') as open_gaps,
+               (select count(*) from judgements j join outlets o on o.id = j.site_id
+                 where o.enterprise_id = e.id and j.start >= %(since)s
+                   and j.verdict = 'exceedance') as exceedance_periods,
+               (select count(*) from episodes ep join outlets o on o.id = ep.site_id
+                 where o.enterprise_id = e.id and ep.opened_at >= %(since)s) as episodes,
+               exists (select 1 from judgements j join outlets o on o.id = j.site_id
+                 where o.enterprise_id = e.id and j.start >= %(since)s
+                   and j.verdict = 'compliant') as judged_compliant
+        from enterprises e
+        """,
+            {"since": since},
+        )
+        .fetchall()
+    )
+    return {r.pop("id"): r for r in rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 
 from api.deps import ConnDep
 from api.geojson import feature_collection, jsonable, meta, point_feature
+from domain.aqi import AQIResult, compute
 from domain.errors import ValidationError
 from domain.pollutants import get_pollutant
 from store import sites
@@ -32,7 +34,11 @@ class Interval(StrEnum):
 )
 def list_stations(conn: ConnDep) -> dict[str, Any]:
     rows = sites.list_stations(conn)
-    return feature_collection([point_feature(r, kind="station") for r in rows], found=len(rows))
+    means = sites.latest_hourly_means(conn, datetime.now(UTC) - timedelta(hours=3))
+    features = [
+        point_feature(r, kind="station", aqi=station_aqi(means.get(r["id"], {}))) for r in rows
+    ]
+    return feature_collection(features, found=len(rows))
 
 
 @router.get(
@@ -42,7 +48,54 @@ def list_stations(conn: ConnDep) -> dict[str, Any]:
 )
 def list_enterprises(conn: ConnDep) -> dict[str, Any]:
     rows = sites.list_enterprises(conn)
-    return feature_collection([point_feature(r, kind="enterprise") for r in rows], found=len(rows))
+    status = sites.compliance_status(conn, datetime.now(UTC) - timedelta(days=30))
+    features = [
+        point_feature(r, kind="enterprise", compliance=compliance_of(status.get(r["id"])))
+        for r in rows
+    ]
+    return feature_collection(features, found=len(rows))
+
+
+def compliance_of(row: dict[str, Any] | None) -> dict[str, Any]:
+    """exceeding (a live exceedance episode) > monitoring_gap > compliant > no_data."""
+    row = row or {}
+    if row.get("open_exceedances"):
+        status = "exceeding"
+    elif row.get("open_gaps"):
+        status = "monitoring_gap"
+    elif row.get("judged_compliant"):
+        status = "compliant"
+    else:
+        status = "no_data"
+    return {
+        "status": status,
+        "open_episodes": int(row.get("open_exceedances", 0)) + int(row.get("open_gaps", 0)),
+        "episodes_30d": int(row.get("episodes", 0)),
+        "exceedance_periods_30d": int(row.get("exceedance_periods", 0)),
+    }
+
+
+def station_aqi(means: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """HJ 633 hourly AQI of a station's newest valid hourly means (None without any)."""
+    if not means:
+        return None
+    values = {(pol, "1h"): Decimal(str(round(m["mean"], 3))) for pol, m in means.items()}
+    result = hj633_hourly(values)
+    if result.aqi is None:
+        return None
+    return {
+        "standard": "HJ 633-2012",
+        "aqi": result.aqi,
+        "category": result.category.name_en if result.category else None,
+        "category_zh": result.category.name_zh if result.category else None,
+        "colour": result.category.colour if result.category else None,
+        "primary": list(result.primary_pollutants),
+        "hour": max(m["hour"] for m in means.values()),
+    }
+
+
+def hj633_hourly(values: dict[tuple[str, str], Decimal]) -> AQIResult:
+    return compute("hj633", values, report="hourly")
 
 
 @router.get("/districts", summary="Districts and the regulator in charge of each (GeoJSON)")

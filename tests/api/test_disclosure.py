@@ -1,0 +1,87 @@
+"""What the public sees: stations with their AQI, enterprises with their compliance status,
+and the map coloured by both."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts.service import Engine
+from api.app import create_app
+from domain.readings import Period
+from registry.loader import load_registry
+from store.readings import StoredReading, write_readings
+from store.registry import list_devices
+from store.schema import storage_mode
+from sunlight.settings import Settings
+from tests.alerts.test_scenario import Clock
+from tests.conftest import EXAMPLE_REGISTRY
+
+
+def write(url: str, device_id: str, start: datetime, values: dict[str, tuple[float, str]]) -> None:
+    with psycopg.connect(url) as conn:
+        device = next(d for d in list_devices(conn) if d["id"] == device_id)
+        rows = [
+            StoredReading(
+                start + timedelta(minutes=m),
+                device["device_key"],
+                device["site_key"],
+                pol,
+                Period.MINUTE,
+                value,
+                unit,
+                "N",
+            )
+            for m in range(60)
+            for pol, (value, unit) in values.items()
+        ]
+        mode = storage_mode(conn)
+        assert mode is not None
+        with conn.transaction():
+            write_readings(conn, rows, mode)
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[TestClient]:
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    with TestClient(create_app(Settings(database_url=database_url))) as client:
+        yield client
+
+
+def test_station_aqi_and_enterprise_status(api: TestClient, database_url: str) -> None:
+    """A station's last valid hour gives its HJ 633 AQI and colour; an outlet over its limit
+    makes its enterprise 'exceeding' (red on the map); others show no judgement yet."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    write(database_url, "aqms-lc-old-town", hour, {"pm25": (75.0, "ug/m3"), "no2": (50.0, "ug/m3")})
+    write(database_url, "cems-lc-tpn-u1", hour, {"so2": (90.0, "mg/m3"), "o2": (6.0, "%")})
+    Engine(Settings(database_url=database_url, alerts_backfill_hours=3), Clock()).judge_hours()
+
+    stations = {f["id"]: f["properties"] for f in api.get("/api/v1/stations").json()["features"]}
+    aqi = stations["lc-aq-old-town"]["aqi"]
+    assert (aqi["aqi"], aqi["category_zh"], aqi["colour"], aqi["primary"]) == (
+        100,
+        "良",
+        "#FFFF00",
+        ["pm25"],
+    )
+    assert stations["lc-aq-riverside"]["aqi"] is None
+
+    enterprises = {
+        f["id"]: f["properties"] for f in api.get("/api/v1/enterprises").json()["features"]
+    }
+    plant = enterprises["lc-ent-tp-north"]["compliance"]
+    assert plant["status"] == "exceeding"
+    assert plant["open_episodes"] == 1
+    assert plant["exceedance_periods_30d"] == 1
+    assert enterprises["lc-ent-wwtp-nanhe"]["compliance"]["status"] == "no_data"
+
+    page = api.get("/map").text
+    assert '"c": "#d7301f"' in page  # the exceeding enterprise is red
+    assert '"c": "#FFFF00"' in page  # the station in its AQI colour
+    # Labels reach the page as JSON strings (escaped), like every text from the data.
+    assert json.dumps("正在超标")[1:-1] in api.get("/map", params={"lang": "zh"}).text
