@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 import sunlight
 from api import errors
+from api.middleware import CachingMiddleware, RateLimiter, RateLimitMiddleware
 from api.routers import episodes, health, regulator, sites
 from api.routers import map as map_router
 from maps.assets import static_dirs
@@ -44,6 +47,21 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    # Outermost last: gzip wraps everything; the rate limit runs before any work is done.
+    app.add_middleware(CachingMiddleware)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=RateLimiter(settings.api_rate_limit_per_minute),
+        exempt=("/healthz", "/static/"),
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.api_cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+        expose_headers=["ETag", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+    )
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(health.router)
     app.include_router(sites.router)
     app.include_router(map_router.router)

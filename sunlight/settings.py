@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = Field(default=None, repr=False)
+    api_rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="Requests per minute per client address on the API."
+    )
+    api_cors_origins: list[str] = Field(
+        default=["*"], description="Origins allowed to call the API from a browser."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     public_base_url: str | None = Field(
