@@ -66,6 +66,10 @@ class DeviceDirectory:
         self._by_mn = {d.mn: d for d in self._devices.values() if d.mn}
         self._loaded_at = time.monotonic()
 
+    def peek_mn(self, mn: str) -> DeviceInfo | None:
+        """The cached device with this MN, without touching the database."""
+        return self._by_mn.get(mn)
+
     def by_mn(self, conn: psycopg.Connection, mn: str) -> DeviceInfo | None:
         """The device whose HJ 212 MN this is (data loggers identify themselves by MN)."""
         found = self._by_mn.get(mn)

@@ -68,8 +68,12 @@ class Gateway:
 
     # registry look-ups run in a worker thread: psycopg here is synchronous
     def _device_for_mn(self, mn: str) -> DeviceInfo | None:
-        with self._directory_lock, connect(self.settings.database_url) as conn:
-            return self._directory.by_mn(conn, mn)
+        with self._directory_lock:
+            found = self._directory.peek_mn(mn)
+            if found is not None:
+                return found  # the common case: no database round trip per frame
+            with connect(self.settings.database_url) as conn:
+                return self._directory.by_mn(conn, mn)
 
     def _dead_letter(self, device: str | None, reason: str, detail: str, raw: bytes) -> None:
         self.stats.refused[reason] = self.stats.refused.get(reason, 0) + 1

@@ -11,14 +11,29 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
+
+from domain.hj212 import salvage_fields
 from ingest.batch import Message, handle_batch
 from ingest.devices import DeviceDirectory
+from ingest.gateway import GATEWAY_TOPIC
+from ingest.topics import HJ212, device_topic
 from store import dead_letters
 from store.db import connect
 from store.readings import refresh_late_aggregate
 from store.schema import storage_mode
 
 logger = logging.getLogger(__name__)
+
+
+def _route(conn: psycopg.Connection, directory: DeviceDirectory, topic: str, payload: bytes) -> str:
+    """The device topic a letter belongs to. Frames the TCP gateway refused (e.g. an MN nobody
+    had registered yet) go to the topic of the device that now has that MN."""
+    if topic != GATEWAY_TOPIC:
+        return topic
+    mn = salvage_fields(payload).get("MN")
+    device = directory.by_mn(conn, mn) if mn else None
+    return device_topic(device.id, HJ212) if device else topic
 
 
 @dataclass
@@ -44,10 +59,11 @@ def replay_dead_letters(
             raise RuntimeError("database is not migrated: run 'sunlight db migrate'")
         directory.load(conn)
         conn.commit()
-        for letter_id, topic, payload in dead_letters.pending(
+        for letter_id, original_topic, payload in dead_letters.pending(
             conn, device_id=device_id, reason=reason, limit=limit
         ):
             now = datetime.now(UTC)
+            topic = _route(conn, directory, original_topic, payload)
             with conn.transaction():
                 outcome = handle_batch(
                     conn, directory, mode, [Message(topic, payload)], now, record_rejects=False

@@ -23,6 +23,7 @@ from ingest.batch import BatchOutcome, Message, handle_batch
 from ingest.devices import DeviceDirectory
 from ingest.metrics import IngestMetrics
 from ingest.topics import INGEST_FILTERS, subscription
+from store.db import connect
 from store.dead_letters import DeadLetter, write_dead_letters
 from store.readings import refresh_late_aggregate
 from store.schema import StorageMode, storage_mode
@@ -160,9 +161,7 @@ class Ingestor:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.settings.database_url, application_name="sunlight-ingest"
-            )
+            self._conn = connect(self.settings.database_url, application="sunlight-ingest")
             self._mode = storage_mode(self._conn)
             self._conn.commit()
             if self._mode is None:

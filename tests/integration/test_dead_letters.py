@@ -163,3 +163,42 @@ def test_tokens_are_required_and_revocable(api: TestClient, database_url: str) -
         ).status_code
         == 401
     )
+
+
+def test_frame_from_an_unregistered_logger_is_replayed_after_registration(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A frame the TCP gateway refused for an unknown MN is stored once that MN is registered."""
+    from domain.hj212 import CpData, Frame, build_frame, make_flag
+    from ingest.gateway import GATEWAY_TOPIC
+    from store.dead_letters import DeadLetter, write_dead_letters
+
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    frame = Frame(
+        qn="20261120160000000",
+        st="31",
+        cn="2051",
+        pw="123456",
+        mn="NEWLOGGER0001",
+        flag=make_flag(reply=False),
+        cp=CpData(data_time="20261120160000", pollutants={"a21026": {"Avg": "12.0", "Flag": "N"}}),
+    )
+    with psycopg.connect(database_url) as conn:
+        write_dead_letters(
+            conn, [DeadLetter(GATEWAY_TOPIC, None, "unknown_mn", "no device", build_frame(frame))]
+        )
+    assert "0 reading(s) stored; 1 still rejected" in replay(database_url)
+    doc = yaml.safe_load(EXAMPLE_REGISTRY.read_text())
+    doc["enterprises"][0]["outlets"][0]["devices"].append(
+        {"id": "cems-new-logger", "mn": "NEWLOGGER0001", "hj212_password": "123456"}
+    )
+    changed = tmp_path / "registry.yaml"
+    changed.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    load_registry(database_url, changed)
+    assert "replayed 1 dead letter(s), 1 reading(s) stored" in replay(database_url)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select pollutant, value, time from readings").fetchone() == (
+            "so2",
+            12.0,
+            datetime(2026, 11, 20, 8, 0, tzinfo=UTC),
+        )
