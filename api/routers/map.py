@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from api.deps import ConnDep, SettingsDep
-from api.routers.sites import list_districts, list_enterprises, list_stations
+from api.geojson import feature_collection, point_feature
+from api.routers.sites import enterprise_rows, list_districts, station_rows
 from maps.builder import build_map
 
 router = APIRouter(tags=["map"])
@@ -23,8 +24,8 @@ def map_page(
     lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
 ) -> HTMLResponse:
     html = build_map(
-        list_stations(conn),
-        list_enterprises(conn),
+        feature_collection([point_feature(r, kind="station") for r in station_rows(conn)]),
+        feature_collection([point_feature(r, kind="enterprise") for r in enterprise_rows(conn)]),
         list_districts(conn),
         static_prefix=STATIC_PREFIX,
         tiles=settings.map_tiles,

@@ -7,10 +7,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import ConnDep
+from api.downloads import enterprises_csv, stations_csv
 from api.geojson import feature_collection, jsonable, meta, point_feature
+from api.queries import Page, SiteFilter, page_params, site_filter
 from domain.aqi import AQIResult, compute
 from domain.errors import ValidationError
 from domain.pollutants import get_pollutant
@@ -32,13 +34,17 @@ class Interval(StrEnum):
     summary="Ambient air stations with their latest values (GeoJSON)",
     response_description="A GeoJSON FeatureCollection of Point features.",
 )
-def list_stations(conn: ConnDep) -> dict[str, Any]:
-    rows = sites.list_stations(conn)
-    means = sites.latest_hourly_means(conn, datetime.now(UTC) - timedelta(hours=3))
-    features = [
-        point_feature(r, kind="station", aqi=station_aqi(means.get(r["id"], {}))) for r in rows
-    ]
-    return feature_collection(features, found=len(rows))
+def list_stations(
+    conn: ConnDep,
+    where: Annotated[SiteFilter, Depends(site_filter)],
+    paging: Annotated[Page, Depends(page_params)],
+) -> Any:
+    rows = station_rows(conn, where)
+    shown = paging.slice(rows)
+    if paging.format == "csv":
+        return stations_csv(shown)
+    features = [point_feature(r, kind="station") for r in shown]
+    return feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
 
 
 @router.get(
@@ -46,14 +52,38 @@ def list_stations(conn: ConnDep) -> dict[str, Any]:
     summary="Regulated enterprises, their outlets, permit limits and latest values (GeoJSON)",
     response_description="A GeoJSON FeatureCollection of Point features.",
 )
-def list_enterprises(conn: ConnDep) -> dict[str, Any]:
-    rows = sites.list_enterprises(conn)
+def list_enterprises(
+    conn: ConnDep,
+    where: Annotated[SiteFilter, Depends(site_filter)],
+    paging: Annotated[Page, Depends(page_params)],
+) -> Any:
+    rows = enterprise_rows(conn, where)
+    shown = paging.slice(rows)
+    if paging.format == "csv":
+        return enterprises_csv(shown)
+    features = [point_feature(r, kind="enterprise") for r in shown]
+    return feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+
+
+ALL_SITES = SiteFilter(None, None, None, None)
+
+
+def station_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[str, Any]]:
+    """Stations passing ``where``, each with its latest values and HJ 633 hourly AQI."""
+    rows = [r for r in sites.list_stations(conn) if where.keep(r)]
+    means = sites.latest_hourly_means(conn, datetime.now(UTC) - timedelta(hours=3))
+    for r in rows:
+        r["aqi"] = station_aqi(means.get(r["id"], {}))
+    return rows
+
+
+def enterprise_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[str, Any]]:
+    """Enterprises passing ``where``, each with outlets, limits, latest values and compliance."""
+    rows = [r for r in sites.list_enterprises(conn) if where.keep(r)]
     status = sites.compliance_status(conn, datetime.now(UTC) - timedelta(days=30))
-    features = [
-        point_feature(r, kind="enterprise", compliance=compliance_of(status.get(r["id"])))
-        for r in rows
-    ]
-    return feature_collection(features, found=len(rows))
+    for r in rows:
+        r["compliance"] = compliance_of(status.get(r["id"]))
+    return rows
 
 
 def compliance_of(row: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,133 @@
+"""Query parameters shared by the list endpoints: each filter owns its parsing and its test.
+
+Conventions follow OpenAQ v3 where they fit: ``bbox`` or ``coordinates`` + ``radius``,
+``limit``/``page``, and ``meta.found`` for the total.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Query
+
+from domain.errors import ValidationError
+
+EARTH_RADIUS_M = 6_371_008.8
+MAX_RADIUS_M = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFilter:
+    bbox: tuple[float, float, float, float] | None
+    centre: tuple[float, float] | None  # (lat, lon)
+    radius_m: float | None
+    district: str | None
+
+    def keep(self, row: dict[str, Any]) -> bool:
+        lon, lat = row["lon"], row["lat"]
+        if self.district is not None and row.get("district") != self.district:
+            return False
+        if self.bbox is not None:
+            west, south, east, north = self.bbox
+            if not (west <= lon <= east and south <= lat <= north):
+                return False
+        if self.centre is not None and self.radius_m is not None:
+            return distance_m(self.centre, (lat, lon)) <= self.radius_m
+        return True
+
+
+def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance between (lat, lon) points, metres (haversine)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _numbers(text: str, count: int, name: str) -> list[float]:
+    parts = text.split(",")
+    if len(parts) != count:
+        raise ValidationError(f"{name}: expected {count} comma-separated numbers, got {text!r}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValidationError(f"{name}: not numbers: {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ValidationError(f"{name}: numbers must be finite")
+    return values
+
+
+def site_filter(
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="min longitude, min latitude, max longitude, max latitude (WGS 84).",
+            examples=["116.2,39.8,116.6,40.1"],
+            max_length=100,
+        ),
+    ] = None,
+    coordinates: Annotated[
+        str | None,
+        Query(
+            description="latitude,longitude of a point; use with radius.",
+            examples=["39.95,116.4"],
+            max_length=60,
+        ),
+    ] = None,
+    radius: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_RADIUS_M,
+            description="Metres around coordinates (at most 100 km).",
+            examples=[5000],
+        ),
+    ] = None,
+    district: Annotated[
+        str | None, Query(description="District id.", examples=["lc-nanhe"], max_length=64)
+    ] = None,
+) -> SiteFilter:
+    box = None
+    if bbox is not None:
+        west, south, east, north = _numbers(bbox, 4, "bbox")
+        if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+            raise ValidationError(
+                "bbox: need -180 ≤ min lon ≤ max lon ≤ 180 and -90 ≤ min lat ≤ max lat ≤ 90"
+            )
+        box = (west, south, east, north)
+    centre = None
+    if coordinates is not None:
+        lat, lon = _numbers(coordinates, 2, "coordinates")
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValidationError("coordinates: latitude,longitude within range")
+        centre = (lat, lon)
+    if (centre is None) != (radius is None):
+        raise ValidationError("coordinates and radius go together")
+    if box is not None and centre is not None:
+        raise ValidationError("use bbox or coordinates+radius, not both")
+    return SiteFilter(box, centre, radius, district)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    limit: int
+    page: int
+    format: Literal["geojson", "csv"]
+
+    def slice(self, rows: list[Any]) -> list[Any]:
+        start = (self.page - 1) * self.limit
+        return rows[start : start + self.limit]
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size.")] = 1000,
+    page: Annotated[int, Query(ge=1, le=100_000, description="Page number, from 1.")] = 1,
+    format: Annotated[
+        Literal["geojson", "csv"], Query(description="GeoJSON (default) or CSV download.")
+    ] = "geojson",
+) -> Page:
+    return Page(limit, page, format)
