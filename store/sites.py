@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from domain.errors import NotFound
 from domain.readings import flags_from_mask
@@ -244,3 +245,100 @@ def compliance_status(conn: psycopg.Connection, since: datetime) -> dict[str, Ro
         .fetchall()
     )
     return {r.pop("id"): r for r in rows}
+
+
+def stream_readings(
+    conn: psycopg.Connection, *, device_keys: list[int], start: datetime, end: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Every reading of the devices in [start, end), oldest first, fetched in chunks through a
+    server-side cursor so an export of a year never sits in memory."""
+    with conn.transaction(), conn.cursor(name="sunlight_export", row_factory=tuple_row) as cur:
+        cur.itersize = 5000
+        cur.execute(
+            """
+            select time, pollutant, period::text, value, unit, flag
+            from readings
+            where device_key = any(%s) and time >= %s and time < %s
+            order by time, pollutant, period
+            """,
+            (device_keys, start, end),
+        )
+        yield from cur
+
+
+def district_summary(conn: psycopg.Connection, since: datetime) -> list[Row]:
+    """Per district and its office: exceedance hours, open episodes, episodes since ``since``,
+    and the median minutes the office took to acknowledge them."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        with site_district as (
+            select o.id as site_id, e.district_id from outlets o
+            join enterprises e on e.id = o.enterprise_id
+            union all
+            select id, district_id from stations
+        )
+        select d.id as district, d.name, d.name_zh, d.regulator_id as regulator,
+               (select count(*) from judgements j join site_district sd on sd.site_id = j.site_id
+                 where sd.district_id = d.id and j.start >= %(since)s
+                   and j.period = 'hour' and j.verdict = 'exceedance') as exceedance_hours,
+               (select count(*) from episodes ep join site_district sd on sd.site_id = ep.site_id
+                 where sd.district_id = d.id and ep.status <> 'resolved') as open_episodes,
+               (select count(*) from episodes ep join site_district sd on sd.site_id = ep.site_id
+                 where sd.district_id = d.id and ep.opened_at >= %(since)s) as episodes,
+               (select percentile_cont(0.5) within group (
+                        order by extract(epoch from ep.acknowledged_at - ep.opened_at) / 60)
+                  from episodes ep join site_district sd on sd.site_id = ep.site_id
+                 where sd.district_id = d.id and ep.opened_at >= %(since)s
+                   and ep.acknowledged_at is not null) as median_minutes_to_acknowledge
+        from districts d order by d.id
+        """,
+            {"since": since},
+        )
+        .fetchall()
+    )
+
+
+def daily_series(
+    conn: psycopg.Connection,
+    *,
+    device_keys: list[int],
+    pollutant: str,
+    start: datetime,
+    end: datetime,
+    day_offset_hours: float,
+) -> list[Row]:
+    """Daily means of valid hours (≥ 45 valid minutes) per local calendar day, with coverage:
+    valid hours out of 24 (a day needs 20 to be valid, HJ 75 / GB 3095)."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        with hours as (
+            select distinct on (hour) hour, mean, n_valid, flags_mask, unit
+            from readings_hourly
+            where device_key = any(%(dev)s) and pollutant = %(pol)s and hour >= %(start)s
+              and hour < %(end)s
+            order by hour, (period = 'minute') desc
+        )
+        select date_trunc('day', hour + make_interval(secs => %(off)s), 'UTC')
+                   - make_interval(secs => %(off)s) as time,
+               avg(mean) filter (where n_valid >= 45) as mean,
+               count(*) filter (where n_valid >= 45) as valid_hours,
+               24 as expected_hours,
+               count(*) filter (where n_valid >= 45) >= 20 as valid,
+               bit_or(flags_mask) as flags_mask,
+               max(unit) as unit
+        from hours group by 1 order by 1
+        """,
+            {
+                "dev": device_keys,
+                "pol": pollutant,
+                "start": start,
+                "end": end,
+                "off": day_offset_hours * 3600,
+            },
+        )
+        .fetchall()
+    )

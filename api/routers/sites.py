@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
-from api.deps import ConnDep
+from api.deps import ConnDep, SettingsDep
 from api.downloads import enterprises_csv, stations_csv
-from api.geojson import feature_collection, jsonable, meta, point_feature
+from api.geojson import LICENSE, NOTICE, feature_collection, iso, jsonable, meta, point_feature
 from api.queries import Page, SiteFilter, page_params, site_filter
 from domain.aqi import AQIResult, compute
 from domain.errors import ValidationError
 from domain.pollutants import get_pollutant
+from domain.readings import flags_from_mask
+from ingest.devices import parse_offset
 from store import sites
 
 router = APIRouter(prefix="/api/v1", tags=["public"])
@@ -27,6 +33,7 @@ MAX_HOURLY_SPAN = timedelta(days=400)
 class Interval(StrEnum):
     raw = "raw"
     hour = "hour"
+    day = "day"
 
 
 @router.get(
@@ -156,12 +163,70 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 
 
 @router.get(
+    "/sites/{site_id}/readings.csv",
+    summary="Export every reading of a station or outlet in a time range, as streamed CSV",
+    response_class=StreamingResponse,
+)
+def export_readings(
+    *,
+    request: Request,
+    conn: ConnDep,
+    site_id: Annotated[str, Path(description="Station or outlet id.", max_length=64)],
+    start: Annotated[str, Query(description="Start (inclusive), ISO 8601 with time zone.")],
+    end: Annotated[str, Query(description="End (exclusive), ISO 8601 with time zone.")],
+) -> StreamingResponse:
+    start_t, end_t = _parse_time(start, "start"), _parse_time(end, "end")
+    assert start_t is not None
+    assert end_t is not None
+    if not start_t < end_t <= start_t + timedelta(days=366):
+        raise ValidationError("start must be before end, at most 366 days apart")
+    site = sites.get_site(conn, site_id)
+
+    def rows() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        buf.write(f"# {NOTICE} Licence: {LICENSE}.\n")
+        writer.writerow(["time", "site", "pollutant", "period", "value", "unit", "flag"])
+        # Its own pooled connection: the stream outlives the request handler.
+        with request.app.state.pool.connection() as stream_conn:
+            for time, pollutant, period, value, unit, flag in sites.stream_readings(
+                stream_conn, device_keys=site["device_keys"], start=start_t, end=end_t
+            ):
+                writer.writerow([iso(time), site_id, pollutant, period, value, unit, flag])
+                if buf.tell() > 64_000:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+        yield buf.getvalue()
+
+    filename = f"sunlight-{site_id}-{start_t:%Y%m%d}-{end_t:%Y%m%d}.csv"
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/districts/summary",
+    summary="Per district: exceedance hours, open episodes and how fast its office acknowledges",
+)
+def districts_summary(
+    conn: ConnDep,
+    days: Annotated[int, Query(ge=1, le=366, description="Period, in days back from now.")] = 30,
+) -> dict[str, Any]:
+    rows = sites.district_summary(conn, datetime.now(UTC) - timedelta(days=days))
+    return {"meta": meta(found=len(rows), days=days), "results": jsonable(rows)}
+
+
+@router.get(
     "/sites/{site_id}/readings",
     summary="A station's or outlet's readings of one pollutant, raw or as hourly means",
 )
 def site_readings(
     *,
     conn: ConnDep,
+    settings: SettingsDep,
     site_id: Annotated[
         str,
         Path(description="Station or outlet id.", examples=["st-riverside"], max_length=64),
@@ -189,13 +254,21 @@ def site_readings(
     ] = None,
     interval: Annotated[
         Interval,
-        Query(description="'raw' for values as reported, 'hour' for hourly means of valid values."),
+        Query(
+            description="'raw': values as reported; 'hour': hourly means of valid (flag N) "
+            "minutes with coverage (n_valid of 60); 'day': daily means of valid hours per local "
+            "calendar day with coverage (valid_hours of 24)."
+        ),
     ] = Interval.raw,
     limit: Annotated[int, Query(ge=1, le=50_000, description="Most points returned.")] = 10_000,
 ) -> dict[str, Any]:
     code = get_pollutant(pollutant).code
     end_t = _parse_time(end, "end") or datetime.now(UTC)
-    default_span = timedelta(days=1) if interval is Interval.raw else timedelta(days=7)
+    default_span = {
+        Interval.raw: timedelta(days=1),
+        Interval.hour: timedelta(days=7),
+        Interval.day: timedelta(days=90),
+    }[interval]
     start_t = _parse_time(start, "start") or end_t - default_span
     if start_t >= end_t:
         raise ValidationError("start must be before end")
@@ -215,7 +288,7 @@ def site_readings(
             end=end_t,
             limit=limit,
         )
-    else:
+    elif interval is Interval.hour:
         data = sites.hourly_series(
             conn,
             device_keys=site["device_keys"],
@@ -224,6 +297,19 @@ def site_readings(
             end=end_t,
             limit=limit,
         )
+        for row in data:
+            row["expected"] = 60
+    else:
+        data = sites.daily_series(
+            conn,
+            device_keys=site["device_keys"],
+            pollutant=code,
+            start=start_t,
+            end=end_t,
+            day_offset_hours=parse_offset(settings.device_timezone).total_seconds() / 3600,
+        )[:limit]
+        for row in data:
+            row["flags"] = flags_from_mask(row.pop("flags_mask") or 0)
     return {
         "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
         "pollutant": code,

@@ -85,3 +85,42 @@ def test_station_aqi_and_enterprise_status(api: TestClient, database_url: str) -
     assert '"c": "#FFFF00"' in page  # the station in its AQI colour
     # Labels reach the page as JSON strings (escaped), like every text from the data.
     assert json.dumps("正在超标")[1:-1] in api.get("/map", params={"lang": "zh"}).text
+
+
+def test_daily_series_export_and_district_summary(api: TestClient, database_url: str) -> None:
+    """Daily means carry coverage; a time range exports as streamed CSV; districts compare."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    write(database_url, "cems-lc-tpn-u1", hour, {"so2": (90.0, "mg/m3"), "o2": (6.0, "%")})
+    Engine(Settings(database_url=database_url, alerts_backfill_hours=3), Clock()).judge_hours()
+
+    day = api.get(
+        "/api/v1/sites/lc-tpn-u1/readings", params={"pollutant": "so2", "interval": "day"}
+    ).json()
+    (only,) = day["data"]
+    assert (only["mean"], only["valid_hours"], only["expected_hours"], only["valid"]) == (
+        90.0,
+        1,
+        24,
+        False,
+    )
+
+    start = (hour - timedelta(hours=1)).isoformat()
+    end = (hour + timedelta(hours=2)).isoformat()
+    export = api.get("/api/v1/sites/lc-tpn-u1/readings.csv", params={"start": start, "end": end})
+    assert export.status_code == 200
+    lines = export.text.splitlines()
+    assert lines[1] == "time,site,pollutant,period,value,unit,flag"
+    assert len(lines) == 2 + 120
+    assert lines[2].endswith(",lc-tpn-u1,o2,minute,6.0,%,N")
+    bad = api.get("/api/v1/sites/lc-tpn-u1/readings.csv", params={"start": end, "end": start})
+    assert bad.status_code == 422
+
+    summary = {r["district"]: r for r in api.get("/api/v1/districts/summary").json()["results"]}
+    dongshan = summary["lc-dongshan"]
+    assert (dongshan["exceedance_hours"], dongshan["open_episodes"], dongshan["episodes"]) == (
+        1,
+        1,
+        1,
+    )
+    assert dongshan["median_minutes_to_acknowledge"] is None  # nobody acknowledged yet
+    assert summary["lc-nanhe"]["exceedance_hours"] == 0
