@@ -15,6 +15,7 @@ from sunlight.brokers import wait_until
 from sunlight.settings import Settings
 from tests.alerts.test_scenario import Clock
 from tests.conftest import EXAMPLE_REGISTRY
+from tests.readings import write_minutes
 
 
 def settings_for(url: str) -> Settings:
@@ -54,35 +55,12 @@ def test_downtime_is_caught_up_exactly_once(database_url: str) -> None:
 
 def test_late_data_rejudges_a_past_hour(database_url: str) -> None:
     """Readings arriving for an hour already judged 'no data' change its verdict."""
-    from domain.readings import Period
-    from store.readings import StoredReading, write_readings
-    from store.registry import list_devices
-    from store.schema import storage_mode
-
     load_registry(database_url, EXAMPLE_REGISTRY)
     engine = Engine(settings_for(database_url), Clock())
     engine.judge_hours()
     with psycopg.connect(database_url) as conn:
         (start,) = conn.execute("select min(start) from judgements").fetchone()  # type: ignore[misc]
-        device = next(d for d in list_devices(conn) if d["id"] == "cems-lc-tpn-u1")
-        rows = [
-            StoredReading(
-                start + timedelta(minutes=m),
-                device["device_key"],
-                device["site_key"],
-                pol,
-                Period.MINUTE,
-                value,
-                unit,
-                "N",
-            )
-            for m in range(60)
-            for pol, value, unit in (("so2", 20.0, "mg/m3"), ("o2", 6.0, "%"))
-        ]
-        mode = storage_mode(conn)
-        assert mode is not None
-        with conn.transaction():
-            write_readings(conn, rows, mode)
+    write_minutes(database_url, "cems-lc-tpn-u1", start, {"so2": (20.0, "mg/m3"), "o2": (6.0, "%")})
     engine.judge_hours()
     with psycopg.connect(database_url) as conn:
         verdict = conn.execute(

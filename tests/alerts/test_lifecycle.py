@@ -11,40 +11,18 @@ from fastapi.testclient import TestClient
 
 from alerts.service import Engine
 from api.app import create_app
-from domain.readings import Period
 from registry.loader import load_registry
 from store.auth import create_token
-from store.readings import StoredReading, write_readings
-from store.registry import list_devices
-from store.schema import storage_mode
 from sunlight.settings import Settings
 from tests.alerts.test_scenario import Clock
 from tests.conftest import EXAMPLE_REGISTRY
+from tests.readings import write_minutes as write_readings_of
 
 OUTLET, DEVICE, OFFICE = "lc-tpn-u1", "cems-lc-tpn-u1", "lc-eeb-dongshan"
 
 
 def write_minutes(url: str, start: datetime, minutes: int, so2: float, o2: float = 6.0) -> None:
-    with psycopg.connect(url) as conn:
-        device = next(d for d in list_devices(conn) if d["id"] == DEVICE)
-        rows = [
-            StoredReading(
-                start + timedelta(minutes=m),
-                device["device_key"],
-                device["site_key"],
-                pol,
-                Period.MINUTE,
-                value,
-                unit,
-                "N",
-            )
-            for m in range(minutes)
-            for pol, value, unit in (("so2", so2, "mg/m3"), ("o2", o2, "%"))
-        ]
-        mode = storage_mode(conn)
-        assert mode is not None
-        with conn.transaction():
-            write_readings(conn, rows, mode)
+    write_readings_of(url, DEVICE, start, {"so2": (so2, "mg/m3"), "o2": (o2, "%")}, minutes)
 
 
 def episodes(url: str) -> list[tuple[object, ...]]:

@@ -7,43 +7,18 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from alerts.service import Engine
 from api.app import create_app
-from domain.readings import Period
 from registry.loader import load_registry
-from store.readings import StoredReading, write_readings
-from store.registry import list_devices
-from store.schema import storage_mode
 from sunlight.settings import Settings
 from tests.alerts.test_scenario import Clock
 from tests.conftest import EXAMPLE_REGISTRY
+from tests.readings import write_minutes
 
-
-def write(url: str, device_id: str, start: datetime, values: dict[str, tuple[float, str]]) -> None:
-    with psycopg.connect(url) as conn:
-        device = next(d for d in list_devices(conn) if d["id"] == device_id)
-        rows = [
-            StoredReading(
-                start + timedelta(minutes=m),
-                device["device_key"],
-                device["site_key"],
-                pol,
-                Period.MINUTE,
-                value,
-                unit,
-                "N",
-            )
-            for m in range(60)
-            for pol, (value, unit) in values.items()
-        ]
-        mode = storage_mode(conn)
-        assert mode is not None
-        with conn.transaction():
-            write_readings(conn, rows, mode)
+write = write_minutes
 
 
 @pytest.fixture
