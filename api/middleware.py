@@ -92,8 +92,8 @@ class CachingMiddleware(BaseHTTPMiddleware):
         response = await call_next(request)
         if request.method not in ("GET", "HEAD") or response.status_code != 200:
             return response
-        if request.url.path.startswith(("/static/",)):
-            return response
+        if request.url.path.startswith("/static/") or request.url.path.endswith(".csv"):
+            return response  # static files carry their own; exports stream and must not buffer
         if "authorization" in request.headers:
             response.headers["Cache-Control"] = "private, no-store"
             return response
