@@ -342,3 +342,55 @@ def daily_series(
         )
         .fetchall()
     )
+
+
+def enterprise(conn: psycopg.Connection, enterprise_id: str) -> Row:
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select e.id, e.name, e.name_zh, e.industry, e.district_id as district, e.lon, e.lat,"
+            " d.regulator_id as regulator"
+            " from enterprises e join districts d on d.id = e.district_id where e.id = %s",
+            (enterprise_id,),
+        )
+        .fetchone()
+    )
+    if row is None:
+        raise NotFound(f"no enterprise {enterprise_id!r}")
+    return row
+
+
+def recent_judgements(conn: psycopg.Connection, enterprise_id: str, since: datetime) -> list[Row]:
+    """Hourly and daily judgements of the enterprise's outlets since ``since``: the means
+    beside their limits, invalid and no-data periods included."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select j.site_id as outlet, j.pollutant, j.period, j.start, j.mean, j.limit_value, j.unit,
+               j.verdict, j.valid_count, j.total_count
+        from judgements j join outlets o on o.id = j.site_id
+        where o.enterprise_id = %s and j.start >= %s
+        order by j.site_id, j.pollutant, j.period, j.start
+        """,
+            (enterprise_id, since),
+        )
+        .fetchall()
+    )
+
+
+def enterprise_episodes(conn: psycopg.Connection, enterprise_id: str, limit: int = 50) -> list[Row]:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select ep.id, ep.kind, ep.site_id as outlet, ep.pollutant, ep.status, ep.severity,
+               ep.first_start, ep.last_end, ep.hours, ep.max_mean, ep.limit_value, ep.opened_at,
+               ep.acknowledged_at, ep.resolved_at, ep.resolution
+        from episodes ep join outlets o on o.id = ep.site_id
+        where o.enterprise_id = %s order by ep.id desc limit %s
+        """,
+            (enterprise_id, limit),
+        )
+        .fetchall()
+    )

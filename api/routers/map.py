@@ -2,19 +2,45 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse
 
 from api.deps import ConnDep, SettingsDep
 from api.geojson import feature_collection, point_feature
 from api.routers.sites import enterprise_rows, list_districts, station_rows
 from maps.builder import build_map
+from maps.enterprise_page import build_enterprise_page
+from store import sites
 
 router = APIRouter(tags=["map"])
 
 STATIC_PREFIX = "/static"
+
+
+@router.get(
+    "/enterprises/{enterprise_id}",
+    response_class=HTMLResponse,
+    summary="An enterprise's page: hourly means against limits for 7 days, episode history",
+)
+def enterprise_page(
+    conn: ConnDep,
+    enterprise_id: Annotated[str, Path(description="Enterprise id.", max_length=64)],
+    lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    row = sites.enterprise(conn, enterprise_id)
+    html = build_enterprise_page(
+        row,
+        sites.recent_judgements(conn, enterprise_id, now - timedelta(days=7)),
+        sites.enterprise_episodes(conn, enterprise_id),
+        now=now,
+        lang=lang,
+        map_url=f"/map?lang={lang}",
+    )
+    return HTMLResponse(html)
 
 
 @router.get("/map", response_class=HTMLResponse, summary="Interactive map (HTML)")

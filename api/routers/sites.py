@@ -93,6 +93,33 @@ def enterprise_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[s
     return rows
 
 
+@router.get(
+    "/enterprises/{enterprise_id}",
+    summary="An enterprise: outlets, permit limits, latest values, recent judgements, episodes",
+)
+def enterprise_detail(
+    conn: ConnDep,
+    enterprise_id: Annotated[str, Path(description="Enterprise id.", max_length=64)],
+    days: Annotated[int, Query(ge=1, le=31, description="Days of judgements.")] = 7,
+) -> dict[str, Any]:
+    row = sites.enterprise(conn, enterprise_id)
+    full = next(r for r in sites.list_enterprises(conn) if r["id"] == enterprise_id)
+    status = sites.compliance_status(conn, datetime.now(UTC) - timedelta(days=30))
+    detail: dict[str, Any] = jsonable(
+        {
+            **row,
+            "outlets": full["outlets"],
+            "compliance": compliance_of(status.get(enterprise_id)),
+            "judgements": sites.recent_judgements(
+                conn, enterprise_id, datetime.now(UTC) - timedelta(days=days)
+            ),
+            "episodes": sites.enterprise_episodes(conn, enterprise_id),
+            "meta": meta(),
+        }
+    )
+    return detail
+
+
 def compliance_of(row: dict[str, Any] | None) -> dict[str, Any]:
     """exceeding (a live exceedance episode) > monitoring_gap > compliant > no_data."""
     row = row or {}

@@ -99,3 +99,26 @@ def test_daily_series_export_and_district_summary(api: TestClient, database_url:
     )
     assert dongshan["median_minutes_to_acknowledge"] is None  # nobody acknowledged yet
     assert summary["lc-nanhe"]["exceedance_hours"] == 0
+
+
+def test_enterprise_detail_and_page(api: TestClient, database_url: str) -> None:
+    """The enterprise detail lists outlets, limits, judged hours and episodes; its page charts
+    each outlet's hourly means against the limit, in both languages, with nothing external."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    write(database_url, "cems-lc-tpn-u1", hour, {"so2": (90.0, "mg/m3"), "o2": (6.0, "%")})
+    Engine(Settings(database_url=database_url, alerts_backfill_hours=3), Clock()).judge_hours()
+    doc = api.get("/api/v1/enterprises/lc-ent-tp-north").json()
+    assert [o["id"] for o in doc["outlets"]] == ["lc-tpn-u1", "lc-tpn-u2"]
+    assert {lim["pollutant"] for lim in doc["outlets"][0]["limits"]} == {"pm", "so2", "nox"}
+    exceed = [j for j in doc["judgements"] if j["verdict"] == "exceedance"]
+    assert [(j["outlet"], j["pollutant"], j["mean"], j["limit_value"]) for j in exceed] == [
+        ("lc-tpn-u1", "so2", 90.0, 35.0)
+    ]
+    assert doc["episodes"][0]["status"] == "open"
+    assert api.get("/api/v1/enterprises/nope").status_code == 404
+    page = api.get("/enterprises/lc-ent-tp-north").text
+    assert "<svg" in page and "limit 35 mg/m3" in page
+    assert "#d7301f" in page  # the exceedance hour in red
+    assert "http://" not in page and "https://" not in page
+    zh = api.get("/enterprises/lc-ent-tp-north", params={"lang": "zh"}).text
+    assert "明光北郊热电有限公司" in zh and "限值" in zh
