@@ -6,12 +6,18 @@ from typing import Any
 
 import psycopg
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.deps import ConnDep
 from store.schema import storage_mode
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    """No icon: an empty answer instead of a 404 in every browser console."""
+    return Response(status_code=204)
 
 
 @router.get("/healthz", summary="Health of the API and its database")
