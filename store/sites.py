@@ -189,33 +189,6 @@ def hourly_series(
     return rows
 
 
-def latest_hourly_means(conn: psycopg.Connection, since: datetime) -> dict[str, dict[str, Row]]:
-    """{station id: {pollutant: newest valid hourly mean since ``since``}} for AQI.
-
-    An hour counts when it has ≥ 45 valid minutes (the hourly validity of GB 3095/HJ 75)."""
-    rows = (
-        conn.cursor(row_factory=dict_row)
-        .execute(
-            """
-        select distinct on (d.site_id, h.pollutant)
-               d.site_id, h.pollutant, h.hour, h.mean
-        from readings_hourly h
-        join devices d on d.key = h.device_key
-        join stations s on s.id = d.site_id
-        where h.hour >= %s and h.period = 'minute' and h.n_valid >= 45
-          and h.pollutant in ('so2', 'no2', 'co', 'o3', 'pm10', 'pm25')
-        order by d.site_id, h.pollutant, h.hour desc
-        """,
-            (since,),
-        )
-        .fetchall()
-    )
-    out: dict[str, dict[str, Row]] = defaultdict(dict)
-    for r in rows:
-        out[r["site_id"]][r["pollutant"]] = {"hour": r["hour"], "mean": r["mean"]}
-    return out
-
-
 def compliance_status(conn: psycopg.Connection, since: datetime) -> dict[str, Row]:
     """Per enterprise: live exceedance and gap episodes, exceedance hours since ``since``, and
     whether any hour since was judged compliant."""
@@ -394,3 +367,30 @@ def enterprise_episodes(conn: psycopg.Connection, enterprise_id: str, limit: int
         )
         .fetchall()
     )
+
+
+def recent_hourly_means(
+    conn: psycopg.Connection, since: datetime
+) -> dict[str, dict[str, list[Row]]]:
+    """{station: {pollutant: [{hour, mean}, …] newest first}} of valid hours (≥ 45 valid
+    minutes) since ``since``: what AQI needs (HJ 633's latest hour, EPA NowCast's 12 hours)."""
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select d.site_id, h.pollutant, h.hour, h.mean
+        from readings_hourly h
+        join devices d on d.key = h.device_key
+        join stations s on s.id = d.site_id
+        where h.hour >= %s and h.period = 'minute' and h.n_valid >= 45
+          and h.pollutant in ('so2', 'no2', 'co', 'o3', 'pm10', 'pm25')
+        order by d.site_id, h.pollutant, h.hour desc
+        """,
+            (since,),
+        )
+        .fetchall()
+    )
+    out: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        out[r["site_id"]][r["pollutant"]].append({"hour": r["hour"], "mean": r["mean"]})
+    return out

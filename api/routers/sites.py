@@ -17,7 +17,7 @@ from api.deps import ConnDep, SettingsDep
 from api.downloads import enterprises_csv, stations_csv
 from api.geojson import LICENSE, NOTICE, feature_collection, iso, jsonable, meta, point_feature
 from api.queries import Page, SiteFilter, page_params, site_filter
-from domain.aqi import AQIResult, compute
+from domain.aqi import AQIResult, compute, nowcast
 from domain.errors import ValidationError
 from domain.pollutants import get_pollutant
 from domain.readings import flags_from_mask
@@ -78,9 +78,14 @@ ALL_SITES = SiteFilter(None, None, None, None)
 def station_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[str, Any]]:
     """Stations passing ``where``, each with its latest values and HJ 633 hourly AQI."""
     rows = [r for r in sites.list_stations(conn) if where.keep(r)]
-    means = sites.latest_hourly_means(conn, datetime.now(UTC) - timedelta(hours=3))
+    now = datetime.now(UTC)
+    recent = sites.recent_hourly_means(conn, now - timedelta(hours=12))
+    latest_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     for r in rows:
-        r["aqi"] = station_aqi(means.get(r["id"], {}))
+        hours = recent.get(r["id"], {})
+        newest = {p: h[0] for p, h in hours.items() if h[0]["hour"] >= now - timedelta(hours=3)}
+        r["aqi"] = station_aqi(newest)
+        r["aqi_us"] = station_aqi_us(hours, latest_hour)
     return rows
 
 
@@ -155,6 +160,42 @@ def station_aqi(means: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         "colour": result.category.colour if result.category else None,
         "primary": list(result.primary_pollutants),
         "hour": max(m["hour"] for m in means.values()),
+    }
+
+
+def station_aqi_us(
+    hours: dict[str, list[dict[str, Any]]], latest: datetime
+) -> dict[str, Any] | None:
+    """US EPA AQI from hourly means: NowCast for PM (12 h), 1 h O3/NO2/SO2, 8 h CO (≥ 6 h)."""
+
+    def by_hour(pol: str, count: int) -> list[float | None]:
+        found = {h["hour"]: h["mean"] for h in hours.get(pol, [])}
+        return [found.get(latest - timedelta(hours=i)) for i in range(count)]
+
+    values: dict[tuple[str, str], Any] = {}
+    for pol in ("pm25", "pm10"):
+        value = nowcast(by_hour(pol, 12), pol)
+        if value is not None:
+            values[(pol, "nowcast")] = value
+    for pol in ("o3", "no2", "so2"):
+        last = by_hour(pol, 1)[0]
+        if last is not None:
+            values[(pol, "1h")] = Decimal(str(round(last, 3)))
+    co = [v for v in by_hour("co", 8) if v is not None]
+    if len(co) >= 6:
+        values[("co", "8h")] = Decimal(str(round(sum(co) / len(co), 3)))
+    if not values:
+        return None
+    result = compute("us-epa", values, ambient_units=True)
+    if result.aqi is None or result.category is None:
+        return None
+    return {
+        "standard": "US EPA (2024)",
+        "aqi": result.aqi,
+        "category": result.category.name_en,
+        "colour": result.category.colour,
+        "primary": list(result.primary_pollutants),
+        "hour": latest,
     }
 
 

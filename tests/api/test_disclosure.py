@@ -122,3 +122,19 @@ def test_enterprise_detail_and_page(api: TestClient, database_url: str) -> None:
     assert "http://" not in page and "https://" not in page
     zh = api.get("/enterprises/lc-ent-tp-north", params={"lang": "zh"}).text
     assert "明光北郊热电有限公司" in zh and "限值" in zh
+
+
+def test_station_us_epa_aqi_uses_nowcast(api: TestClient, database_url: str) -> None:
+    """Twelve hours of PM2.5 at 10 µg/m³ give a NowCast of 10.0 and a US EPA AQI of 53."""
+    latest = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    write(
+        database_url,
+        "aqms-lc-riverside",
+        latest - timedelta(hours=11),
+        {"pm25": (10.0, "ug/m3")},
+        minutes=720,
+    )
+    stations = {f["id"]: f["properties"] for f in api.get("/api/v1/stations").json()["features"]}
+    us = stations["lc-aq-riverside"]["aqi_us"]
+    assert (us["aqi"], us["category"], us["primary"]) == (53, "Moderate", ["pm25"])
+    assert stations["lc-aq-riverside"]["aqi"]["aqi"] == 15  # HJ 633: 10 µg/m³ → ceil(10 × 50/35)
