@@ -339,6 +339,8 @@ def build_map(
     attribution: str = "",
     lang: str = "en",
     detail_url: str = "/api/v1/sites/{id}/readings?interval=hour",
+    measure_label: str | None = None,
+    measure_links: Sequence[tuple[str, str, bool]] = (),
 ) -> str:
     """Render the map page as a complete HTML document.
 
@@ -359,6 +361,9 @@ def build_map(
     enterprise_points = list(_points(enterprises, "enterprises"))
     district_features = list(_polygons(districts))
     popups = _Popups(lang, labels, detail_url, district_features)
+    # Choropleth: districts whose properties carry a numeric 'measure' are shaded by class.
+    breaks = _breaks([f["properties"].get("measure") for f in district_features])
+    popups.measure = (measure_label, breaks) if measure_label and breaks else None
 
     fmap = folium.Map(
         location=DEFAULT_CENTER,
@@ -384,7 +389,14 @@ def build_map(
     folium.GeoJson(
         _collection(popups.district(f) for f in district_features),
         name=html.escape(labels["districts"]),
-        style=JsCode(f"function () {{ return {json.dumps(district_style)}; }}"),
+        style=JsCode(
+            "function (feature) {\n"
+            f"    var s = Object.assign({{}}, {json.dumps(district_style)});\n"
+            "    if (feature.properties.c) { s.fillColor = feature.properties.c;"
+            " s.fillOpacity = 0.6; }\n"
+            "    return s;\n"
+            "}"
+        ),
         on_each_feature=_on_each_feature(
             {"permanent": True, "direction": "center", "className": "sl-district-label"}
             if local
@@ -421,7 +433,11 @@ def build_map(
     # After the features: only now are all the pollutant codes the popups mention known.
     fmap.add_child(_Script(_POPUP_TEMPLATE, popups.texts()), name="sunlight_popup")
     fmap.add_child(
-        _Script(_LEGEND_TEMPLATE, _legend_html(labels, local=local)), name="sunlight_legend"
+        _Script(
+            _LEGEND_TEMPLATE,
+            _legend_html(labels, local=local, measure=popups.measure, links=measure_links),
+        ),
+        name="sunlight_legend",
     )
     folium.LayerControl(collapsed=False).add_to(fmap)
 
@@ -602,6 +618,7 @@ class _Popups:
             if f["properties"].get("id") is not None
         }
         self.pollutant_names: dict[str, str] = {}
+        self.measure: tuple[str, list[float]] | None = None
 
     def texts(self) -> dict[str, Any]:
         """The page-wide words the popup script needs, escaped."""
@@ -683,15 +700,18 @@ class _Popups:
     def district(self, feature: Mapping[str, Any]) -> dict[str, Any]:
         props = feature["properties"]
         name = _name(props, self.lang)
-        popup = {
-            "h": _text(name),
-            "m": self._meta([(self.labels["regulator"], str(props.get("regulator") or ""))]),
-        }
-        return {
-            "type": "Feature",
-            "geometry": feature["geometry"],
-            "properties": {"p": popup, "t": _text(name)},
-        }
+        pairs = [(self.labels["regulator"], str(props.get("regulator") or ""))]
+        value = props.get("measure")
+        colour = None
+        if self.measure is not None and _finite(value):
+            label, breaks = self.measure
+            pairs.insert(0, (label, f"{value:g}"))
+            colour = _class_colour(value, breaks)
+        popup = {"h": _text(name), "m": self._meta(pairs)}
+        out: dict[str, Any] = {"p": popup, "t": _text(name)}
+        if colour:
+            out["c"] = colour
+        return {"type": "Feature", "geometry": feature["geometry"], "properties": out}
 
     def _section(self, values: object, site_id: object, *, outlet: str | None) -> dict[str, Any]:
         rows = []
@@ -741,7 +761,36 @@ def _point_feature(
     }
 
 
-def _legend_html(labels: Mapping[str, str], *, local: bool) -> str:
+# A sequential scale for the district choropleth (ColorBrewer YlOrRd, 5 classes).
+CHOROPLETH: Final = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+
+
+def _breaks(values: Sequence[object]) -> list[float]:
+    """Upper bounds of up to five equal-width classes over the finite values."""
+    finite = [float(v) for v in values if _finite(v)]
+    if not finite:
+        return []
+    low, high = min(finite), max(finite)
+    if high == low:
+        return [high]
+    step = (high - low) / len(CHOROPLETH)
+    return [low + step * (i + 1) for i in range(len(CHOROPLETH))]
+
+
+def _class_colour(value: float, breaks: Sequence[float]) -> str:
+    for i, upper in enumerate(breaks):
+        if value <= upper + 1e-9:
+            return CHOROPLETH[min(i, len(CHOROPLETH) - 1)] if len(breaks) > 1 else CHOROPLETH[0]
+    return CHOROPLETH[-1]
+
+
+def _legend_html(
+    labels: Mapping[str, str],
+    *,
+    local: bool,
+    measure: tuple[str, list[float]] | None = None,
+    links: Sequence[tuple[str, str, bool]] = (),
+) -> str:
     area = DISTRICT_STYLE_LOCAL if local else DISTRICT_STYLE_TILES
     zh_lang = labels["html_lang"].startswith("zh")
     rows = [
@@ -777,4 +826,26 @@ def _legend_html(labels: Mapping[str, str], *, local: bool) -> str:
         ),
     ]
     body = "".join(f"<div>{symbol}{html.escape(text)}</div>" for symbol, text in rows)
+    if measure is not None:
+        label, breaks = measure
+        lower = 0.0
+        body += f"<strong>{html.escape(label)}</strong>"
+        for i, upper in enumerate(breaks):
+            colour = CHOROPLETH[i] if len(breaks) > 1 else CHOROPLETH[0]
+            body += (
+                f'<div><span class="sl-area" style="background:{colour}"></span>'
+                f"{lower:g}–{upper:.3g}</div>"
+            )
+            lower = upper
+    if links:
+        body += (
+            "<div>"
+            + " · ".join(
+                f"<b>{html.escape(text)}</b>"
+                if active
+                else f'<a href="{html.escape(url, quote=True)}">{html.escape(text)}</a>'
+                for text, url, active in links
+            )
+            + "</div>"
+        )
     return f"<strong>{html.escape(labels['legend'])}</strong>{body}"

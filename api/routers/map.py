@@ -43,20 +43,50 @@ def enterprise_page(
     return HTMLResponse(html)
 
 
+MEASURES = {
+    "exceedance_hours": ("Exceedance hours, 30 days", "30天超标小时数"),
+    "open_episodes": ("Open episodes", "未结事件数"),
+    "episodes": ("Episodes, 30 days", "30天事件数"),
+    "median_minutes_to_acknowledge": ("Median minutes to acknowledge", "响应时间中位数（分钟）"),
+}
+Measure = Literal[
+    "exceedance_hours", "open_episodes", "episodes", "median_minutes_to_acknowledge", "none"
+]
+
+
 @router.get("/map", response_class=HTMLResponse, summary="Interactive map (HTML)")
 def map_page(
     conn: ConnDep,
     settings: SettingsDep,
     lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
+    measure: Annotated[
+        Measure, Query(description="What shades the districts (choropleth), or 'none'.")
+    ] = "exceedance_hours",
 ) -> HTMLResponse:
+    districts = list_districts(conn)
+    if measure != "none":
+        summary = {
+            r["district"]: r[measure]
+            for r in sites.district_summary(conn, datetime.now(UTC) - timedelta(days=30))
+        }
+        for feature in districts["features"]:
+            value = summary.get(feature["id"])
+            feature["properties"]["measure"] = float(value) if value is not None else None
+    words = 1 if lang == "zh" else 0
+    links = [
+        (label[words], f"/map?lang={lang}&measure={key}", key == measure)
+        for key, label in MEASURES.items()
+    ]
     html = build_map(
         feature_collection([point_feature(r, kind="station") for r in station_rows(conn)]),
         feature_collection([point_feature(r, kind="enterprise") for r in enterprise_rows(conn)]),
-        list_districts(conn),
+        districts,
         static_prefix=STATIC_PREFIX,
         tiles=settings.map_tiles,
         attribution=settings.map_tiles_attribution,
         lang=lang,
         detail_url="/api/v1/sites/{id}/readings?interval=hour&pollutant=so2",
+        measure_label=MEASURES[measure][words] if measure != "none" else None,
+        measure_links=links,
     )
     return HTMLResponse(html)

@@ -57,6 +57,12 @@ def test_station_aqi_and_enterprise_status(api: TestClient, database_url: str) -
 
     page = api.get("/map").text
     assert '"c": "#d7301f"' in page  # the exceeding enterprise is red
+    # Districts shaded by exceedance hours: Dongshan (1 h) darkest, the others lightest.
+    assert page.count('"c": "#bd0026"') == 1
+    assert page.count('"c": "#ffffb2"') == 3
+    plain = api.get("/map", params={"measure": "none"}).text
+    assert '"c": "#bd0026"' not in plain
+    assert api.get("/map", params={"measure": "votes"}).status_code == 422
     assert '"c": "#FFFF00"' in page  # the station in its AQI colour
     # Labels reach the page as JSON strings (escaped), like every text from the data.
     assert json.dumps("正在超标")[1:-1] in api.get("/map", params={"lang": "zh"}).text
