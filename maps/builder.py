@@ -184,7 +184,8 @@ PAGE_CSS: Final = """<style>
     font-weight: 600; text-shadow: 0 0 3px #fff, 0 0 3px #fff; }
 .sl-district-label::before { display: none; }
 .sl-legend { background: rgba(255, 255, 255, .92); padding: .5em .7em; border-radius: 4px;
-    box-shadow: 0 1px 4px rgba(0, 0, 0, .3); line-height: 1.6; }
+    box-shadow: 0 1px 4px rgba(0, 0, 0, .3); line-height: 1.6;
+    max-width: 250px; max-height: 60vh; overflow-y: auto; font-size: 12px; }
 .sl-legend strong { display: block; margin-bottom: .2em; }
 .sl-sym { display: inline-block; width: 12px; height: 12px; border-radius: 50%;
     vertical-align: middle; margin-right: .4em; box-sizing: border-box; }
@@ -840,7 +841,7 @@ def _legend_html(
     if links:
         body += (
             "<div>"
-            + " · ".join(
+            + "<br>".join(
                 f"<b>{html.escape(text)}</b>"
                 if active
                 else f'<a href="{html.escape(url, quote=True)}">{html.escape(text)}</a>'
