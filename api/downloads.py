@@ -86,3 +86,9 @@ def enterprises_csv(rows: list[dict[str, Any]]) -> Response:
             ]
         )
     return _csv(header, out, "sunlight-enterprises.csv")
+
+
+def rows_csv(rows: list[dict[str, Any]], filename: str) -> Response:
+    """Any list of flat records (episodes, judgements) as CSV, columns in record order."""
+    header = list(rows[0]) if rows else []
+    return _csv(header, ([jsonable(r[c]) for c in header] for r in rows), filename)

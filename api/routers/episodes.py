@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ConnDep
+from api.downloads import rows_csv
 from api.geojson import jsonable, meta
 from api.routers.sites import _parse_time
 from domain.errors import ValidationError
@@ -38,7 +39,10 @@ def list_episodes(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     page: Annotated[int, Query(ge=1, le=100_000, description="Page number, from 1.")] = 1,
-) -> dict[str, Any]:
+    format: Annotated[
+        Literal["json", "csv"], Query(description="JSON (default) or CSV download.")
+    ] = "json",
+) -> Any:
     total, rows = episodes.list_episodes(
         conn,
         regulators=[regulator] if regulator else None,
@@ -48,6 +52,8 @@ def list_episodes(
         limit=limit,
         offset=(page - 1) * limit,
     )
+    if format == "csv":
+        return rows_csv(rows, "sunlight-episodes.csv")
     return {"meta": meta(found=total, page=page, limit=limit), "results": jsonable(rows)}
 
 
@@ -80,7 +86,10 @@ def site_judgements(
     ] = None,
     end: Annotated[str | None, Query(description="To (exclusive). Default: now.")] = None,
     limit: Annotated[int, Query(ge=1, le=20_000, description="Most rows returned.")] = 5000,
-) -> dict[str, Any]:
+    format: Annotated[
+        Literal["json", "csv"], Query(description="JSON (default) or CSV download.")
+    ] = "json",
+) -> Any:
     code = get_pollutant(pollutant).code if pollutant else None
     end_t = _parse_time(end, "end") or datetime.now(UTC)
     start_t = _parse_time(start, "start") or end_t - timedelta(days=7)
@@ -91,4 +100,6 @@ def site_judgements(
     rows = episodes.list_judgements(
         conn, site_id=site_id, pollutant=code, start=start_t, end=end_t, limit=limit
     )
+    if format == "csv":
+        return rows_csv(rows, f"sunlight-judgements-{site_id}.csv")
     return {"site": site_id, "count": len(rows), "results": jsonable(rows), "meta": meta()}

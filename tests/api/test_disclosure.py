@@ -144,3 +144,20 @@ def test_station_us_epa_aqi_uses_nowcast(api: TestClient, database_url: str) -> 
     us = stations["lc-aq-riverside"]["aqi_us"]
     assert (us["aqi"], us["category"], us["primary"]) == (53, "Moderate", ["pm25"])
     assert stations["lc-aq-riverside"]["aqi"]["aqi"] == 15  # HJ 633: 10 µg/m³ → ceil(10 × 50/35)
+
+
+def test_episodes_and_judgements_download_as_csv(api: TestClient, database_url: str) -> None:
+    """The public record downloads as CSV too, with the licence notice."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    write(database_url, "cems-lc-tpn-u1", hour, {"so2": (90.0, "mg/m3"), "o2": (6.0, "%")})
+    Engine(Settings(database_url=database_url, alerts_backfill_hours=3), Clock()).judge_hours()
+    episodes = api.get("/api/v1/episodes", params={"format": "csv"}).text.splitlines()
+    assert episodes[0].startswith("# ")
+    assert episodes[1].startswith("id,kind,site_id,pollutant")
+    assert len(episodes) == 3
+    judged = api.get(
+        "/api/v1/sites/lc-tpn-u1/judgements", params={"format": "csv", "pollutant": "so2"}
+    )
+    rows = judged.text.splitlines()
+    assert rows[1].startswith("site_id,pollutant,period,start")
+    assert any(",exceedance," in r for r in rows[2:])
