@@ -342,6 +342,7 @@ def build_map(
     detail_url: str = "/api/v1/sites/{id}/readings?interval=hour",
     measure_label: str | None = None,
     measure_links: Sequence[tuple[str, str, bool]] = (),
+    enterprise_url: str = "",
 ) -> str:
     """Render the map page as a complete HTML document.
 
@@ -362,6 +363,7 @@ def build_map(
     enterprise_points = list(_points(enterprises, "enterprises"))
     district_features = list(_polygons(districts))
     popups = _Popups(lang, labels, detail_url, district_features)
+    popups.enterprise_url = enterprise_url
     # Choropleth: districts whose properties carry a numeric 'measure' are shaded by class.
     breaks = _breaks([f["properties"].get("measure") for f in district_features])
     popups.measure = (measure_label, breaks) if measure_label and breaks else None
@@ -620,6 +622,7 @@ class _Popups:
         }
         self.pollutant_names: dict[str, str] = {}
         self.measure: tuple[str, list[float]] | None = None
+        self.enterprise_url = ""  # '{id}' → the enterprise's page, linked from its name
 
     def texts(self) -> dict[str, Any]:
         """The page-wide words the popup script needs, escaped."""
@@ -686,8 +689,12 @@ class _Popups:
                 (self.labels["district"], self._district(props.get("district"))),
             ]
         )
+        title = _text(name)
+        if self.enterprise_url and props.get("id"):
+            page = self.enterprise_url.replace("{id}", quote(str(props["id"]), safe=""))
+            title = f'<a href="{html.escape(page, quote=True)}">{title}</a>'
         popup = {
-            "h": _text(name),
+            "h": title,
             "m": meta,
             # An enterprise without outlets still says so under "Latest values".
             "g": sections or [{"r": []}],

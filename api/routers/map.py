@@ -88,5 +88,6 @@ def map_page(
         detail_url="/api/v1/sites/{id}/readings?interval=hour&pollutant=so2",
         measure_label=MEASURES[measure][words] if measure != "none" else None,
         measure_links=links,
+        enterprise_url=f"/enterprises/{{id}}?lang={lang}",
     )
     return HTMLResponse(html)

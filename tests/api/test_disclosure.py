@@ -57,6 +57,7 @@ def test_station_aqi_and_enterprise_status(api: TestClient, database_url: str) -
 
     page = api.get("/map").text
     assert '"c": "#d7301f"' in page  # the exceeding enterprise is red
+    assert "/enterprises/lc-ent-tp-north?lang=en" in page  # its popup links to its page
     # Districts shaded by exceedance hours: Dongshan (1 h) darkest, the others lightest.
     assert page.count('"c": "#bd0026"') == 1
     assert page.count('"c": "#ffffb2"') == 3
