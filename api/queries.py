@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 
 from domain.errors import ValidationError
+from domain.pollutants import get_pollutant
 
 EARTH_RADIUS_M = 6_371_008.8
 MAX_RADIUS_M = 100_000
@@ -24,10 +25,13 @@ class SiteFilter:
     centre: tuple[float, float] | None  # (lat, lon)
     radius_m: float | None
     district: str | None
+    pollutant: str | None = None
 
     def keep(self, row: dict[str, Any]) -> bool:
         lon, lat = row["lon"], row["lat"]
         if self.district is not None and row.get("district") != self.district:
+            return False
+        if self.pollutant is not None and self.pollutant not in _pollutants_of(row):
             return False
         if self.bbox is not None:
             west, south, east, north = self.bbox
@@ -36,6 +40,16 @@ class SiteFilter:
         if self.centre is not None and self.radius_m is not None:
             return distance_m(self.centre, (lat, lon)) <= self.radius_m
         return True
+
+
+def _pollutants_of(row: dict[str, Any]) -> set[str]:
+    """What a site measures or is limited on: a station's latest values, an enterprise's
+    outlets' limits and latest values."""
+    found = set(row.get("latest") or {})
+    for outlet in row.get("outlets") or []:
+        found.update(lim["pollutant"] for lim in outlet.get("limits") or [])
+        found.update(outlet.get("latest") or {})
+    return found
 
 
 def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -90,6 +104,14 @@ def site_filter(
     district: Annotated[
         str | None, Query(description="District id.", examples=["lc-nanhe"], max_length=64)
     ] = None,
+    pollutant: Annotated[
+        str | None,
+        Query(
+            description="Only sites that measure (or are limited on) this pollutant.",
+            examples=["so2"],
+            max_length=32,
+        ),
+    ] = None,
 ) -> SiteFilter:
     box = None
     if bbox is not None:
@@ -109,7 +131,8 @@ def site_filter(
         raise ValidationError("coordinates and radius go together")
     if box is not None and centre is not None:
         raise ValidationError("use bbox or coordinates+radius, not both")
-    return SiteFilter(box, centre, radius, district)
+    code = get_pollutant(pollutant).code if pollutant is not None else None
+    return SiteFilter(box, centre, radius, district, code)
 
 
 @dataclass(frozen=True, slots=True)

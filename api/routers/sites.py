@@ -72,7 +72,7 @@ def list_enterprises(
     return feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
 
 
-ALL_SITES = SiteFilter(None, None, None, None)
+ALL_SITES = SiteFilter(None, None, None, None, None)
 
 
 def station_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[str, Any]]:
@@ -284,6 +284,16 @@ def districts_summary(
     days: Annotated[int, Query(ge=1, le=366, description="Period, in days back from now.")] = 30,
 ) -> dict[str, Any]:
     rows = sites.district_summary(conn, datetime.now(UTC) - timedelta(days=days))
+    aqis: dict[str, list[int]] = {}
+    for station in station_rows(conn):
+        if station["aqi"] is not None:
+            aqis.setdefault(station["district"], []).append(station["aqi"]["aqi"])
+    for row in rows:
+        values = aqis.get(row["district"], [])
+        # The district's worst station now: what a resident of the district breathes at worst.
+        row["aqi_max"] = max(values) if values else None
+        row["aqi_mean"] = round(sum(values) / len(values)) if values else None
+        row["stations_reporting"] = len(values)
     return {"meta": meta(found=len(rows), days=days), "results": jsonable(rows)}
 
 

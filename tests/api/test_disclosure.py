@@ -106,6 +106,7 @@ def test_daily_series_export_and_district_summary(api: TestClient, database_url:
     )
     assert dongshan["median_minutes_to_acknowledge"] is None  # nobody acknowledged yet
     assert summary["lc-nanhe"]["exceedance_hours"] == 0
+    assert summary["lc-nanhe"]["aqi_max"] is None  # no station reported a valid hour
 
 
 def test_enterprise_detail_and_page(api: TestClient, database_url: str) -> None:
@@ -145,6 +146,9 @@ def test_station_us_epa_aqi_uses_nowcast(api: TestClient, database_url: str) -> 
     us = stations["lc-aq-riverside"]["aqi_us"]
     assert (us["aqi"], us["category"], us["primary"]) == (53, "Moderate", ["pm25"])
     assert stations["lc-aq-riverside"]["aqi"]["aqi"] == 15  # HJ 633: 10 µg/m³ → ceil(10 × 50/35)
+    district = stations["lc-aq-riverside"]["district"]
+    summary = {r["district"]: r for r in api.get("/api/v1/districts/summary").json()["results"]}
+    assert (summary[district]["aqi_max"], summary[district]["stations_reporting"]) == (15, 1)
 
 
 def test_episodes_and_judgements_download_as_csv(api: TestClient, database_url: str) -> None:

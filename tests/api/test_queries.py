@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.queries import distance_m
 from registry.loader import load_registry
+from registry.model import read_registry_file
 from sunlight.settings import Settings
 from tests.conftest import EXAMPLE_REGISTRY
 
@@ -48,6 +49,16 @@ def test_filters_and_paging(api: TestClient) -> None:
     district = one["properties"]["district"]
     in_district = api.get("/api/v1/enterprises", params={"district": district}).json()
     assert all(f["properties"]["district"] == district for f in in_district["features"])
+    registry = read_registry_file(EXAMPLE_REGISTRY)
+    with_cod = sorted(
+        e.id
+        for e in registry.enterprises
+        if any(lim.pollutant == "cod" for o in e.outlets for lim in o.limits)
+    )
+    water = api.get("/api/v1/enterprises", params={"pollutant": "cod", "limit": 100}).json()
+    assert sorted(ids(water)) == with_cod
+    assert len(with_cod) >= 3  # the wastewater treatment plants at least
+    assert api.get("/api/v1/enterprises", params={"pollutant": "kryptonite"}).status_code == 422
     page2 = api.get("/api/v1/enterprises", params={"limit": 5, "page": 2}).json()
     assert page2["meta"]["found"] == 12
     assert len(page2["features"]) == 5
