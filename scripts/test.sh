@@ -12,7 +12,7 @@ missing=""
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-python3 -m venv --help >/dev/null 2>&1 || missing="$missing python3-venv"
+python3 -c "import ensurepip" >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   $SUDO apt-get update -q
   # shellcheck disable=SC2086
