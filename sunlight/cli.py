@@ -33,10 +33,14 @@ def _stop_on_signals() -> threading.Event:
 
 
 def default_registry_file() -> Path:
-    """The example registry shipped inside the package."""
+    """The example registry: shipped inside the package, or beside it in a source checkout
+    (where ``python -m sunlight`` imports the package from the working tree)."""
     from importlib.resources import files
 
-    return Path(str(files("sunlight.examples") / "registry.yaml"))
+    try:
+        return Path(str(files("sunlight.examples") / "registry.yaml"))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "examples" / "registry.yaml"
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:

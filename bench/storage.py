@@ -1,0 +1,123 @@
+"""Storage cost: bytes per stored reading, indexes included, on whichever path the server has.
+
+    python -m bench.storage                 # 1,000,000 readings on a throwaway local cluster
+    python -m bench.storage --rows 20000    # smoke size (CI)
+    python -m bench.storage --database-url postgresql://…/empty_db
+
+Readings are synthetic minute data of the example registry's flue-gas devices (5 pollutants,
+values with realistic noise), written through the same path as ingest (COPY + merge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from domain.readings import Period
+from registry.loader import load_registry
+from store.readings import StoredReading, write_readings
+from store.registry import list_devices
+from store.schema import StorageMode, migrate, storage_mode
+from sunlight.cli import default_registry_file
+
+POLLUTANTS = (
+    ("so2", "mg/m3", 25.0),
+    ("nox", "mg/m3", 40.0),
+    ("pm", "mg/m3", 6.0),
+    ("o2", "%", 8.0),
+    ("flow", "m3/s", 120.0),
+)
+
+
+def run(url: str, rows: int, batch: int = 20_000) -> dict[str, float]:
+    migrate(url)
+    load_registry(url, default_registry_file())
+    rng = random.Random(7)
+    with psycopg.connect(url) as conn:
+        mode = storage_mode(conn)
+        assert mode is not None
+        devices = [d for d in list_devices(conn) if d["medium"] == "flue_gas"]
+        minutes = rows // (len(devices) * len(POLLUTANTS)) + 1
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        written, pending, began = 0, [], time.perf_counter()
+        for m in range(minutes):
+            t = start + timedelta(minutes=m)
+            for d in devices:
+                for pol, unit, level in POLLUTANTS:
+                    if written + len(pending) >= rows:
+                        break
+                    value = round(level * (1 + rng.gauss(0, 0.05)), 2)
+                    flag = "N" if rng.random() > 0.02 else "C"
+                    pending.append(
+                        StoredReading(
+                            t, d["device_key"], d["site_key"], pol, Period.MINUTE, value, unit, flag
+                        )
+                    )
+            if len(pending) >= batch or m == minutes - 1:
+                with conn.transaction():
+                    write_readings(conn, pending, mode)
+                written += len(pending)
+                pending = []
+        seconds = time.perf_counter() - began
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("vacuum analyze readings")
+        size_sql = (
+            "select hypertable_size('readings')"
+            if mode is StorageMode.TIMESCALEDB
+            else "select pg_total_relation_size('readings')"
+        )
+        total = conn.execute(size_sql).fetchone()[0]  # type: ignore[index]
+        heap = conn.execute("select pg_relation_size('readings')").fetchone()[0]  # type: ignore[index]
+        rollup = (
+            conn.execute("select pg_total_relation_size('readings_hourly')").fetchone()[0]
+            if mode is StorageMode.POSTGRES
+            else 0
+        )  # type: ignore[index]
+        count = conn.execute("select count(*) from readings").fetchone()[0]  # type: ignore[index]
+    return {
+        "path": 0.0 if mode is StorageMode.POSTGRES else 1.0,
+        "readings": count,
+        "bytes_per_reading": total / count,
+        "heap_bytes_per_reading": heap / count if mode is StorageMode.POSTGRES else float("nan"),
+        "rollup_bytes_per_reading": rollup / count,
+        "write_readings_per_s": count / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--database-url", default=None, help="an empty database (default: a throwaway cluster)"
+    )
+    args = parser.parse_args()
+    cluster = None
+    url = args.database_url
+    if url is None:
+        from tests.servers import PostgresCluster
+
+        cluster = PostgresCluster()
+        cluster.start()
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute("create database bench")
+        url = cluster.url("bench")
+    try:
+        figures = run(url, args.rows)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+    path = "timescaledb" if figures.pop("path") else "postgres"
+    print(f"storage path: {path}")
+    for name, value in figures.items():
+        print(f"{name}: {value:,.1f}")
+
+
+if __name__ == "__main__":
+    main()
