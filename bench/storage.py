@@ -79,11 +79,19 @@ def run(url: str, rows: int, batch: int = 20_000) -> dict[str, float]:
             else 0
         )  # type: ignore[index]
         count = conn.execute("select count(*) from readings").fetchone()[0]  # type: ignore[index]
+        compressed = float("nan")
+        if mode is StorageMode.TIMESCALEDB:
+            # What the compression policy does to chunks past SUNLIGHT_COMPRESS_AFTER_DAYS.
+            conn.execute(
+                "select compress_chunk(c, if_not_compressed => true) from show_chunks('readings') c"
+            )
+            compressed = conn.execute("select hypertable_size('readings')").fetchone()[0] / count  # type: ignore[index]
     return {
         "path": 0.0 if mode is StorageMode.POSTGRES else 1.0,
         "readings": count,
         "bytes_per_reading": total / count,
         "heap_bytes_per_reading": heap / count if mode is StorageMode.POSTGRES else float("nan"),
+        "compressed_bytes_per_reading": compressed,
         "rollup_bytes_per_reading": rollup / count,
         "write_readings_per_s": count / seconds,
     }
