@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from alerts.dispatch import Dispatcher
 from alerts.judge import HOUR, judge_day, judge_hour
 from alerts.lifecycle import apply_outcome, check_gaps, remind_and_escalate
-from ingest.devices import parse_offset
+from domain.offsets import parse_utc_offset
 from store import compliance as store
 from store.db import connect
 from sunlight.settings import Settings
@@ -43,7 +43,7 @@ class Engine:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.day_offset = parse_offset(settings.device_timezone)
+        self.day_offset = parse_utc_offset(settings.device_timezone)
         self.dispatcher = Dispatcher(settings)
 
     def _conn(self) -> psycopg.Connection:

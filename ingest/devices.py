@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import psycopg
 
+from domain.offsets import parse_utc_offset
 from domain.pollutants import Medium
 from store.registry import list_devices
 
@@ -25,23 +25,11 @@ class DeviceInfo:
     tz_offset: timedelta = timedelta(hours=8)
 
 
-_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
-
-
-def parse_offset(text: str) -> timedelta:
-    """'+08:00' → 8 h; the registry validates the form, settings may not have."""
-    match = _OFFSET.match(text.strip())
-    if not match:
-        raise ValueError(f"not a UTC offset like +08:00: {text!r}")
-    sign = -1 if match.group(1) == "-" else 1
-    return sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
-
-
 class DeviceDirectory:
     """Device id → keys; reloads at most every ``min_reload_s``, so unknown ids stay cheap."""
 
     def __init__(self, min_reload_s: float = 5.0, default_timezone: str = "+08:00") -> None:
-        self._default_offset = parse_offset(default_timezone)
+        self._default_offset = parse_utc_offset(default_timezone)
         self._devices: dict[str, DeviceInfo] = {}
         self._by_mn: dict[str, DeviceInfo] = {}
         self._loaded_at = float("-inf")
@@ -57,7 +45,7 @@ class DeviceDirectory:
                 medium=Medium(row["medium"]),
                 mn=row["mn"],
                 hj212_password=row["hj212_password"],
-                tz_offset=parse_offset(row["timezone"])
+                tz_offset=parse_utc_offset(row["timezone"])
                 if row["timezone"]
                 else self._default_offset,
             )

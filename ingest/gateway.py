@@ -20,10 +20,10 @@ import paho.mqtt.client as mqtt
 from domain import hj212
 from domain.hj212_stream import FrameSplitter
 from ingest.devices import DeviceDirectory, DeviceInfo
-from ingest.service import make_client
 from ingest.topics import HJ212, device_topic
 from store.db import connect
 from store.dead_letters import DeadLetter, write_dead_letters
+from sunlight.mqtt import make_client
 from sunlight.settings import Settings
 
 logger = logging.getLogger(__name__)

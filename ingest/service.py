@@ -17,7 +17,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.batch import BatchOutcome, Message, handle_batch
 from ingest.devices import DeviceDirectory
@@ -27,6 +26,7 @@ from store.db import connect
 from store.dead_letters import DeadLetter, write_dead_letters
 from store.readings import refresh_late_aggregate
 from store.schema import StorageMode, storage_mode
+from sunlight.mqtt import make_client
 from sunlight.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,26 +38,6 @@ class _Received:
     mid: int
     qos: int
     generation: int
-
-
-def make_client(
-    settings: Settings, client_id: str, *, clean: bool, manual_ack: bool
-) -> mqtt.Client:
-    """A paho client configured from settings (credentials, TLS, reconnect backoff)."""
-    endpoint = settings.mqtt
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean,
-        protocol=mqtt.MQTTv311,
-        manual_ack=manual_ack,
-    )
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    if endpoint.tls:
-        client.tls_set()
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
-    return client
 
 
 class Ingestor:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
+from domain.offsets import parse_utc_offset
 from domain.pollutants import Medium
 from domain.readings import Period
 from registry.model import Industry, Outlet, Registry
@@ -36,8 +36,6 @@ _O2_WITHOUT_REFERENCE: Mapping[Industry, float] = {Industry.STEEL: 15.5}
 _O2_DEFAULT = 9.0
 # How far a well-run stack's O2 sits above its reference (6 % reference → about 8 %).
 O2_ABOVE_REFERENCE = 2.0
-
-_OFFSET = re.compile(r"^([+-])(\d\d):(\d\d)$")
 
 
 class SiteKind(StrEnum):
@@ -81,16 +79,6 @@ class SimDevice:
     level: float = 1.0
     phase_h: float = 0.0
     weather_phase: float = 0.0
-
-
-def parse_utc_offset(text: str) -> timedelta:
-    """Turn a device clock offset such as ``+08:00`` into a timedelta."""
-    match = _OFFSET.match(text.strip())
-    if match is None:
-        raise ValueError(f"not a UTC offset such as +08:00: {text!r}")
-    sign, hours, minutes = match.groups()
-    delta = timedelta(hours=int(hours), minutes=int(minutes))
-    return -delta if sign == "-" else delta
 
 
 def _outlet_limits(outlet: Outlet) -> dict[str, Limit]:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import paho.mqtt.client as mqtt
 
 from alerts.notifiers.base import DeliveryError, MqttTarget, Notification, Target
-from ingest.service import make_client
+from sunlight.mqtt import make_client
 from sunlight.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from api.geojson import LICENSE, NOTICE, feature_collection, iso, jsonable, meta
 from api.queries import Page, SiteFilter, page_params, site_filter
 from domain.aqi import AQIResult, compute, nowcast
 from domain.errors import ValidationError
+from domain.offsets import parse_utc_offset
 from domain.pollutants import get_pollutant
 from domain.readings import flags_from_mask
-from ingest.devices import parse_offset
 from store import sites
 
 router = APIRouter(prefix="/api/v1", tags=["public"])
@@ -384,7 +384,7 @@ def site_readings(
             pollutant=code,
             start=start_t,
             end=end_t,
-            day_offset_hours=parse_offset(settings.device_timezone).total_seconds() / 3600,
+            day_offset_hours=parse_utc_offset(settings.device_timezone).total_seconds() / 3600,
         )[:limit]
         for row in data:
             row["flags"] = flags_from_mask(row.pop("flags_mask") or 0)

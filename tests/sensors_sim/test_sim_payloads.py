@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from domain.offsets import parse_utc_offset
 from domain.readings import Flag, Period
 from registry.model import Registry, read_registry_file
 from sensors_sim.events import device_state
@@ -19,7 +20,7 @@ from sensors_sim.payloads import (
     registry_messages_at,
     topic_for,
 )
-from sensors_sim.sites import SimDevice, parse_utc_offset, sim_devices
+from sensors_sim.sites import SimDevice, sim_devices
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "registry.yaml"
 T = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
