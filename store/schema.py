@@ -497,9 +497,18 @@ def _choose_mode(conn: psycopg.Connection, wanted: str) -> StorageMode:
 
 
 def migrate(
-    url: str, *, storage: str = "auto", retention_days: int = 1825, compress_after_days: int = 7
+    url: str,
+    *,
+    storage: str = "auto",
+    retention_days: int = 1825,
+    compress_after_days: int = 7,
+    up_to: int | None = None,
 ) -> list[int]:
-    """Apply every pending migration in order; return the versions applied (none on re-run)."""
+    """Apply every pending migration in order; return the versions applied (none on re-run).
+
+    ``up_to`` stops after that version: how upgrade tests build a database as an older release
+    of Sunlight left it.
+    """
     applied: list[int] = []
     with psycopg.connect(url, autocommit=True, application_name="sunlight-migrate") as conn:
         conn.execute("select pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
@@ -514,6 +523,8 @@ def migrate(
             for migration in MIGRATIONS:
                 if migration.version in done:
                     continue
+                if up_to is not None and migration.version > up_to:
+                    break
                 logger.info(
                     "applying migration %s: %s (%s)", migration.version, migration.name, mode
                 )
