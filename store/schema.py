@@ -410,12 +410,94 @@ def _compliance(_: Options) -> Sequence[str]:
     ]
 
 
+def _reports(_: Options) -> Sequence[str]:
+    return [
+        # A citizen's report of what they see or smell: public except for the contact, which
+        # lives in its own table so no public query can select it by accident.
+        """
+        create table citizen_reports (
+            id bigint generated always as identity primary key,
+            tracking_code text not null unique,
+            received_at timestamptz not null default now(),
+            lon double precision not null check (lon between -180 and 180),
+            lat double precision not null check (lat between -90 and 90),
+            category text not null
+                check (category in ('smoke', 'odour', 'water', 'noise', 'dust', 'other')),
+            description text not null,
+            district_id text references districts(id),
+            regulator_id text not null references regulators(id),
+            status text not null default 'open'
+                check (status in ('open', 'confirmed', 'unfounded', 'merged')),
+            episode_id bigint references episodes(id),
+            due_at timestamptz not null,
+            first_reply_at timestamptz,
+            closed_at timestamptz,
+            escalated_at timestamptz,
+            escalated_to text references regulators(id),
+            reminded_at timestamptz,
+            observed_at timestamptz,
+            has_photo boolean not null default false,
+            check ((status = 'merged') = (episode_id is not null))
+        )""",
+        "create index citizen_reports_regulator on citizen_reports (regulator_id, status)",
+        "create index citizen_reports_received on citizen_reports (received_at)",
+        "create index citizen_reports_unanswered on citizen_reports (due_at)"
+        " where first_reply_at is null",
+        """
+        create table citizen_report_contacts (
+            report_id bigint primary key references citizen_reports(id),
+            contact text not null
+        )""",
+        # Photos as re-encoded by the API (metadata stripped), never the bytes as uploaded.
+        """
+        create table citizen_report_photos (
+            report_id bigint primary key references citizen_reports(id),
+            content_type text not null,
+            data bytea not null,
+            width integer not null,
+            height integer not null
+        )""",
+        """
+        create table citizen_report_replies (
+            id bigint generated always as identity primary key,
+            report_id bigint not null references citizen_reports(id),
+            created_at timestamptz not null default now(),
+            regulator_id text not null references regulators(id),
+            body text not null,
+            status text check (status in ('confirmed', 'unfounded', 'merged')),
+            episode_id bigint references episodes(id)
+        )""",
+        "create index citizen_report_replies_report on citizen_report_replies (report_id, id)",
+        "create trigger citizen_report_replies_append_only before update or delete"
+        " on citizen_report_replies for each row execute function sunlight_append_only()",
+        # Proof-of-work challenges: issued by the API, each accepted once, then spent.
+        """
+        create table citizen_report_challenges (
+            nonce text primary key,
+            difficulty integer not null check (difficulty between 0 and 64),
+            issued_at timestamptz not null default now(),
+            expires_at timestamptz not null,
+            used_at timestamptz
+        )""",
+        "create index citizen_report_challenges_expiry on citizen_report_challenges (expires_at)",
+        # The outbox serves reports too: a row is about an episode or about a report, never
+        # both, and shares the id sequence, so every channel's idempotency key stays unique.
+        "alter table notifications alter column episode_id drop not null",
+        "alter table notifications add column report_id bigint references citizen_reports(id)",
+        "alter table notifications add constraint notifications_subject"
+        " check (num_nonnulls(episode_id, report_id) = 1)",
+        "create unique index notifications_one_per_report on notifications"
+        " (report_id, regulator_id, kind, seq, channel) where report_id is not null",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
     Migration(3, "regulator API tokens", _tokens),
     Migration(4, "values under unknown HJ 212 codes", _unknown_values),
     Migration(5, "compliance: judgements, episodes, audit log, notifications", _compliance),
+    Migration(7, "citizen reports", _reports),
 )
 
 ROLLUP_SELECT = _ROLLUP_SELECT
