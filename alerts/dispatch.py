@@ -1,8 +1,9 @@
 """Sending the notification outbox: each due row once per channel, attempts logged, backoff kept.
 
 Rows are locked while they are sent (``for update skip locked``), so no two senders take one;
-a crash between sending and committing resends with the same idempotency key (the row id),
-which receivers use to drop the duplicate.
+each is committed as soon as it is sent, and a crash between sending and committing resends
+that one notification with the same idempotency key (the row id), which receivers use to drop
+the duplicate.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 class Dispatcher:
+    BATCH = 100  # notifications per run at most, as before: the next run takes the rest
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._notifiers: dict[str, Notifier] = {}
@@ -53,8 +56,14 @@ class Dispatcher:
     def send_due(self, conn: psycopg.Connection, now: datetime) -> int:
         """Attempt every due notification once; return how many were delivered."""
         delivered = 0
-        with conn.transaction():
-            for row in store.due_notifications(conn, now):
+        # One transaction per notification: a crash resends at most the one in flight (with
+        # its idempotency key), never every earlier one of the run.
+        for _ in range(self.BATCH):
+            with conn.transaction():
+                rows = store.due_notifications(conn, now, limit=1)
+                if not rows:
+                    break
+                row = rows[0]
                 subject, text, payload = compose(row, self.settings.public_base_url)
                 notification = Notification(
                     id=row["id"],
