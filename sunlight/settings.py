@@ -156,6 +156,33 @@ class Settings(BaseSettings):
         description="Simulated time / wall time while back-filling (a day per minute); the "
         "simulator never runs ahead of the real clock.",
     )
+    reports_rate_limit_per_hour: int = Field(
+        default=10, ge=1, description="Citizen reports accepted per hour per client address."
+    )
+    reports_pow_difficulty: int = Field(
+        default=16,
+        ge=0,
+        le=32,
+        description="Leading zero bits a report's proof of work needs (about 2**n hashes).",
+    )
+    reports_challenge_ttl_minutes: int = Field(
+        default=30, ge=1, description="A proof-of-work challenge must be used within this."
+    )
+    reports_photo_max_bytes: int = Field(
+        default=8_000_000, ge=10_000, description="Largest photo accepted with a report, bytes."
+    )
+    reports_evidence_radius_m: float = Field(
+        default=3000.0,
+        gt=0,
+        le=50_000,
+        description="Enterprises within this many metres of a report are shown as evidence.",
+    )
+    reports_evidence_stations: int = Field(
+        default=3, ge=1, le=20, description="Nearest air-quality stations shown with a report."
+    )
+    reports_remind_before_minutes: int = Field(
+        default=30, ge=0, description="Remind the office this long before a reply is due."
+    )
     device_timezone: str = Field(default="+08:00", description="Default HJ 212 device time zone.")
     token_secret: str = Field(default=DEFAULT_DEV_SECRET, description="Secret for signing tokens.")
     log_level: str = "INFO"

@@ -10,9 +10,11 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import ConnDep, SettingsDep
 from api.geojson import feature_collection, point_feature
+from api.routers.reports import report_document
 from api.routers.sites import enterprise_rows, list_districts, station_rows
 from maps.builder import build_map
 from maps.enterprise_page import build_enterprise_page
+from maps.report_page import build_report_page
 from store import sites
 
 router = APIRouter(tags=["map"])
@@ -42,6 +44,21 @@ def enterprise_page(
     )
     return HTMLResponse(html)
 
+
+
+@router.get(
+    "/reports/{tracking_code}",
+    response_class=HTMLResponse,
+    summary="A citizen report's page (its tracking link): replies, timing and evidence",
+)
+def report_page(
+    conn: ConnDep,
+    settings: SettingsDep,
+    tracking_code: Annotated[str, Path(description="The report's tracking code.", max_length=64)],
+    lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
+) -> HTMLResponse:
+    doc = report_document(conn, settings, tracking_code)
+    return HTMLResponse(build_report_page(doc, lang=lang, map_url=f"/map?lang={lang}"))
 
 MEASURES = {
     "exceedance_hours": ("Exceedance hours, 30 days", "30天超标小时数"),
