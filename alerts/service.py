@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from alerts.dispatch import Dispatcher
 from alerts.judge import HOUR, judge_day, judge_hour
 from alerts.lifecycle import apply_outcome, check_gaps, remind_and_escalate
+from alerts.subscriptions import Subscribers
 from domain.offsets import parse_utc_offset
 from store import compliance as store
 from store.db import connect
@@ -45,6 +46,7 @@ class Engine:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.day_offset = parse_utc_offset(settings.device_timezone)
         self.dispatcher = Dispatcher(settings)
+        self.subscribers = Subscribers(settings)
 
     def _conn(self) -> psycopg.Connection:
         return connect(self.settings.database_url, application="sunlight-alerts")
@@ -120,6 +122,11 @@ class Engine:
         with self._conn() as conn:
             return self.dispatcher.send_due(conn, self.clock())
 
+    def subscriptions(self) -> int:
+        """Citizens' subscriptions: fan out new public events, send what is due."""
+        with self._conn() as conn:
+            return self.subscribers.run(conn, self.clock())
+
     def run_all(self) -> None:
         self.judge_hours()
         self.judge_days()
@@ -184,6 +191,7 @@ def _scheduler(engine: Engine, interval_s: float) -> BackgroundScheduler:
         (engine.gaps, interval_s),
         (engine.reminders, interval_s),
         (engine.notify, max(1.0, interval_s / 6)),
+        (engine.subscriptions, max(1.0, interval_s / 6)),
     ):
         scheduler.add_job(
             _logged(job), "interval", seconds=every, next_run_time=now, id=job.__name__

@@ -17,6 +17,7 @@ from api.middleware import CachingMiddleware, RateLimiter, RateLimitMiddleware
 from api.routers import episodes, health, regulator, sites
 from api.routers import map as map_router
 from api.routers import reports as reports_router
+from api.routers import subscriptions as subscriptions_router
 from maps.assets import static_dirs
 from store.db import open_pool
 from sunlight.settings import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(map_router.router)
     app.include_router(regulator.router)
     app.include_router(episodes.router)
+    app.include_router(subscriptions_router.router)
     app.include_router(reports_router.router)
     for name, directory in static_dirs().items():
         app.mount(

@@ -491,6 +491,82 @@ def _reports(_: Options) -> Sequence[str]:
     ]
 
 
+def _subscriptions(_: Options) -> Sequence[str]:
+    return [
+        # A citizen's standing request to be told about a place. The target (an address or a
+        # URL) is never served publicly; the tokens are capabilities sent only to the target.
+        """
+        create table subscriptions (
+            id bigint generated always as identity primary key,
+            kind text not null check (kind in ('email', 'webhook')),
+            target text not null,
+            secret text,
+            scope text not null check (scope in ('enterprise', 'district', 'radius')),
+            enterprise_id text references enterprises(id),
+            district_id text references districts(id),
+            lon double precision check (lon between -180 and 180),
+            lat double precision check (lat between -90 and 90),
+            radius_m double precision check (radius_m > 0),
+            lang text not null default 'en' check (lang in ('en', 'zh')),
+            confirm_token text unique,
+            confirm_expires_at timestamptz,
+            confirmed_at timestamptz,
+            unsubscribe_token text not null unique,
+            created_at timestamptz not null default now(),
+            unsubscribed_at timestamptz,
+            check ((kind = 'webhook') = (secret is not null)),
+            check ((scope = 'enterprise') = (enterprise_id is not null)),
+            check ((scope = 'district') = (district_id is not null)),
+            check ((scope = 'radius') = (lon is not null and lat is not null
+                                         and radius_m is not null))
+        )""",
+        "create index subscriptions_active on subscriptions (scope)"
+        " where confirmed_at is not null and unsubscribed_at is null",
+        "create index subscriptions_target on subscriptions (kind, target, created_at)",
+        # Which public events (episode_events, citizen_report_replies) have been fanned out:
+        # claimed once, in the transaction that queues their deliveries, whatever the commit
+        # order of the rows that produced them.
+        """
+        create table subscription_fanout (
+            source text not null check (source in ('episode_event', 'report_reply')),
+            source_id bigint not null,
+            event_at timestamptz not null,
+            fanned_at timestamptz not null default now(),
+            primary key (source, source_id)
+        )""",
+        # The subscribers' outbox, apart from the offices' notifications: one row per
+        # subscription and event, sent with retries and backoff.
+        """
+        create table subscriber_deliveries (
+            id bigint generated always as identity primary key,
+            subscription_id bigint not null references subscriptions(id),
+            event_key text not null,
+            kind text not null check (kind in ('confirm', 'episode_opened', 'episode_reopened',
+                                               'episode_resolved', 'report_reply')),
+            episode_id bigint references episodes(id),
+            reply_id bigint references citizen_report_replies(id),
+            status text not null default 'pending'
+                check (status in ('pending', 'sent', 'failed', 'cancelled')),
+            attempts integer not null default 0,
+            next_attempt_at timestamptz not null default now(),
+            created_at timestamptz not null default now(),
+            sent_at timestamptz,
+            last_error text,
+            unique (subscription_id, event_key)
+        )""",
+        "create index subscriber_deliveries_due on subscriber_deliveries (next_attempt_at)"
+        " where status = 'pending'",
+        """
+        create table subscriber_delivery_attempts (
+            id bigint generated always as identity primary key,
+            delivery_id bigint not null references subscriber_deliveries(id),
+            at timestamptz not null default now(),
+            ok boolean not null,
+            detail text not null
+        )""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
@@ -498,6 +574,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "values under unknown HJ 212 codes", _unknown_values),
     Migration(5, "compliance: judgements, episodes, audit log, notifications", _compliance),
     Migration(7, "citizen reports", _reports),
+    Migration(8, "subscriptions", _subscriptions),
 )
 
 ROLLUP_SELECT = _ROLLUP_SELECT

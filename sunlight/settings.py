@@ -137,6 +137,28 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         default=None, description="Public URL of the API, used in links; defaults to host:port."
     )
+    subscriptions_allow_private_targets: bool = Field(
+        default=False,
+        description="Let citizens' webhooks point at loopback or private networks (tests, "
+        "local use only).",
+    )
+    subscriptions_confirm_hours: int = Field(
+        default=48, ge=1, description="A subscription's opt-in link works this long."
+    )
+    subscriptions_per_hour: int = Field(
+        default=10, ge=1, description="New subscriptions per hour per client address."
+    )
+    subscriptions_per_target_per_day: int = Field(
+        default=5, ge=1, description="New subscriptions per day for one address or URL."
+    )
+    subscriptions_lookback_hours: int = Field(
+        default=72,
+        ge=1,
+        description="Events older than this are not sent to subscribers (after downtime).",
+    )
+    subscriptions_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts to a subscriber before giving up."
+    )
     map_tiles: str = Field(
         default="local",
         description="'local' draws the registry's district polygons as an offline basemap; "

@@ -1,0 +1,420 @@
+"""Subscriptions end to end through real parts: the API, PostgreSQL, an SMTP server and a
+webhook receiver on loopback, and the fan-out and sender the alerts leader runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts.notifiers.webhook import IDEMPOTENCY_HEADER
+from alerts.subscriptions import Subscribers
+from api.app import create_app
+from registry.loader import load_registry
+from store import episodes
+from sunlight.brokers import wait_until
+from sunlight.settings import Settings
+from tests.alerts.loopback import Inbox, smtp_server, webhook_receiver
+from tests.conftest import EXAMPLE_REGISTRY
+
+BASE = "http://testserver"
+EMAIL = "resident.downwind@example.org"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(database_url: str, smtp: tuple[Inbox, int]) -> Settings:
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    return Settings(
+        database_url=database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        smtp_sender="news@sunlight.example",
+        public_base_url=BASE,
+        subscriptions_allow_private_targets=True,
+    )
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def run(settings: Settings, subscribers: Subscribers | None = None) -> int:
+    """One run of the leader's subscription job."""
+    with psycopg.connect(settings.database_url) as conn:
+        return (subscribers or Subscribers(settings)).run(conn, datetime.now(UTC))
+
+
+def open_episode(database_url: str, outlet: str, regulator: str) -> int:
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as conn:
+        return episodes.open_episode(
+            conn,
+            {
+                "kind": "exceedance",
+                "site_id": outlet,
+                "pollutant": "so2",
+                "period": "hour",
+                "regulator_id": regulator,
+                "severity": "minor",
+                "first_start": now,
+                "last_end": now,
+                "hours": 1,
+                "max_mean": 120.0,
+                "limit_value": 100.0,
+            },
+        )
+
+
+def resolve(database_url: str, episode_id: int, regulator: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        episodes.resolve(
+            conn,
+            episode_id,
+            regulator_id=regulator,
+            jurisdiction=[regulator],
+            action="desulphuriser repaired",
+            token_id=0,
+        )
+
+
+def reply_to_report(database_url: str, lon: float, lat: float, district: str | None) -> int:
+    """A citizen's report at (lon, lat) and the office's reply to it; returns the reply id."""
+    with psycopg.connect(database_url) as conn:
+        report = conn.execute(
+            "insert into citizen_reports (tracking_code, lon, lat, category, description,"
+            " district_id, regulator_id, due_at) values (%s, %s, %s, 'smoke', 'black smoke',"
+            " %s, 'lc-eeb-gangkou', now() + interval '2 hours') returning id",
+            (secrets.token_hex(6), lon, lat, district),
+        ).fetchone()
+        assert report is not None
+        reply = conn.execute(
+            "insert into citizen_report_replies (report_id, regulator_id, body, status)"
+            " values (%s, 'lc-eeb-gangkou', 'Inspector on site at 14:00.', 'confirmed')"
+            " returning id",
+            (report[0],),
+        ).fetchone()
+        assert reply is not None
+        return int(reply[0])
+
+
+def link(text: str, path: str) -> str:
+    found = re.search(rf"{re.escape(BASE)}{re.escape(path)}\?token=[\w-]+", text)
+    assert found, text
+    return found.group(0)[len(BASE) :]
+
+
+def subscribe(api: TestClient, **body: Any) -> dict[str, Any]:
+    response = api.post("/api/v1/subscriptions", json=body)
+    assert response.status_code == 202, response.text
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+def test_email_double_opt_in_news_and_one_click_unsubscribe(
+    api: TestClient, settings: Settings, smtp: tuple[Inbox, int]
+) -> None:
+    """Nothing but the opt-in message is sent before confirmation; after it, a new episode and
+    its resolution arrive once each with RFC 8058 headers; one POST unsubscribes."""
+    inbox, _ = smtp
+    doc = subscribe(api, channel="email", target=EMAIL, scope="district", district="lc-gangkou")
+    assert EMAIL not in json.dumps(doc)
+    before = open_episode(settings.database_url, "lc-tpg-u1", "lc-eeb-gangkou")
+    run(settings)
+    (sender, rcpts, confirm_mail), *more = inbox.messages
+    assert more == []  # the episode before confirmation is not news to this subscriber
+    assert (sender, rcpts) == ("news@sunlight.example", [EMAIL])
+    assert confirm_mail["Subject"] == "[Sunlight] Confirm your subscription"
+    body = confirm_mail.get_content()
+    leave = link(body, "/api/v1/subscriptions/unsubscribe")
+    assert confirm_mail["List-Unsubscribe"] == f"<{BASE}{leave}>"
+    assert confirm_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    confirmed = api.get(link(body, "/api/v1/subscriptions/confirm"))
+    assert confirmed.json()["status"] == "confirmed"
+    assert EMAIL not in confirmed.text
+    assert api.get("/api/v1/subscriptions/confirm", params={"token": "x" * 32}).status_code == 404
+
+    episode = open_episode(settings.database_url, "lc-st1-sinter1", "lc-eeb-gangkou")
+    open_episode(settings.database_url, "lc-cm2-kiln1", "lc-eeb-nanhe")  # another district
+    run(settings)
+    run(settings)  # finds nothing more to send
+    assert len(inbox.messages) == 2
+    news = inbox.messages[1][2]
+    assert news["Subject"].startswith(f"[Sunlight] New episode {episode}: ")
+    assert news["List-Unsubscribe"] == f"<{BASE}{leave}>"
+    assert news["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert leave in news.get_content()
+    assert (
+        news["Message-ID"]
+        == f"<sunlight-subscription-{news['X-Sunlight-Delivery-Id']}@sunlight.example>"
+    )
+
+    resolve(settings.database_url, episode, "lc-eeb-gangkou")
+    resolve(settings.database_url, before, "lc-eeb-gangkou")  # opened before: still news now
+    run(settings)
+    subjects = sorted(m[2]["Subject"] for m in inbox.messages[2:])
+    assert len(subjects) == 2
+    assert all(s.startswith("[Sunlight] Resolved episode") for s in subjects)
+    assert "Action taken: desulphuriser repaired" in inbox.messages[2][2].get_content()
+
+    # A GET of the link (a mail scanner) changes nothing; the one-click POST unsubscribes.
+    page = api.get(leave)
+    assert page.status_code == 200
+    assert 'method="post"' in page.text
+    assert EMAIL not in page.text
+    gone = api.post(
+        leave,
+        content="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert gone.json()["status"] == "unsubscribed"
+    open_episode(settings.database_url, "lc-ch1-heater1", "lc-eeb-gangkou")
+    run(settings)
+    assert len(inbox.messages) == 4
+
+
+def test_webhook_challenge_signed_news_and_scope(api: TestClient, settings: Settings) -> None:
+    """A webhook is confirmed by fetching the URL its signed challenge carries; then it gets
+    signed news within its radius only, with the unsubscribe URL in every payload."""
+    with webhook_receiver("unknown-yet") as hook:
+        doc = subscribe(
+            api,
+            channel="webhook",
+            target=hook.url,
+            scope="radius",
+            lon=116.47,
+            lat=39.84,
+            radius_m=2000,
+        )
+        hook.secret = doc["secret"]
+        assert hook.url not in json.dumps(doc)
+        run(settings)
+        (challenge,) = hook.requests
+        assert challenge.verified
+        payload = challenge.json()
+        assert payload["kind"] == "confirm"
+        assert payload["stream"] == "subscriptions"
+        assert "regulator" not in payload  # never mistaken for an office's alert
+        assert payload["unsubscribe_url"] == doc["unsubscribe_url"]
+        assert api.get(payload["confirm_url"]).status_code == 200
+
+        inside = open_episode(settings.database_url, "lc-tpg-u1", "lc-eeb-gangkou")  # 0 m
+        open_episode(settings.database_url, "lc-st1-sinter1", "lc-eeb-gangkou")  # ~4 km
+        open_episode(settings.database_url, "lc-ww2-out1", "lc-eeb-gangkou")  # ~3.4 km
+        run(settings)
+        assert len(hook.requests) == 2
+        news = hook.requests[1]
+        assert news.verified
+        event = news.json()
+        assert (event["kind"], event["episode"]["id"]) == ("episode_opened", inside)
+        assert event["episode"]["enterprise"] == "lc-ent-tp-gangkou"
+        assert event["unsubscribe_url"] == doc["unsubscribe_url"]
+        assert news.headers[IDEMPOTENCY_HEADER] == str(event["id"])
+
+        # A reply to a report 500 m away reaches it; one 10 km away does not.
+        reply = reply_to_report(settings.database_url, 116.47, 39.8445, "lc-gangkou")
+        reply_to_report(settings.database_url, 116.47, 39.93, "lc-gangkou")
+        run(settings)
+        assert len(hook.requests) == 3
+        answer = hook.requests[2].json()
+        assert (answer["kind"], answer["reply"]["id"]) == ("report_reply", reply)
+        assert answer["reply"]["body"] == "Inspector on site at 14:00."
+        assert answer["reply"]["report"]["url"].startswith(f"{BASE}/reports/")
+
+        assert api.post(doc["unsubscribe_url"]).json()["status"] == "unsubscribed"
+        reply_to_report(settings.database_url, 116.47, 39.8445, "lc-gangkou")
+        run(settings)
+        assert len(hook.requests) == 3
+
+
+def confirmed_subscription(api: TestClient, settings: Settings, hook_url: str, **scope: Any) -> int:
+    """A webhook subscription confirmed directly by its token, as its receiver would."""
+    subscribe(api, channel="webhook", target=hook_url, **scope)
+    with psycopg.connect(settings.database_url) as conn:
+        sub_id, token = conn.execute(
+            "select id, confirm_token from subscriptions order by id desc limit 1"
+        ).fetchone()  # type: ignore[misc]
+    assert api.get("/api/v1/subscriptions/confirm", params={"token": token}).status_code == 200
+    return int(sub_id)
+
+
+def deliveries(database_url: str) -> dict[int, list[str]]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select subscription_id, event_key from subscriber_deliveries"
+            " where kind <> 'confirm' order by id"
+        ).fetchall()
+    out: dict[int, list[str]] = {}
+    for sub, key in rows:
+        out.setdefault(sub, []).append(key)
+    return out
+
+
+def test_scopes_and_exactly_once_across_runs_and_a_restart(
+    api: TestClient, settings: Settings
+) -> None:
+    """Enterprise, district and radius subscriptions each get exactly the events in their
+    scope, once, however many runs and restarts of the job, and each is sent once."""
+    with webhook_receiver("s") as hook:
+        plant = confirmed_subscription(
+            api, settings, hook.url, scope="enterprise", enterprise="lc-ent-tp-north"
+        )
+        nanhe = confirmed_subscription(
+            api, settings, hook.url, scope="district", district="lc-nanhe"
+        )
+        circle = confirmed_subscription(
+            api, settings, hook.url, scope="radius", lon=116.24, lat=39.82, radius_m=1000
+        )
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute("update subscriber_deliveries set status = 'cancelled'")  # challenges
+        north = open_episode(settings.database_url, "lc-tpn-u2", "lc-eeb-dongshan")
+        kiln = open_episode(settings.database_url, "lc-cm2-kiln1", "lc-eeb-nanhe")
+        wwtp = open_episode(settings.database_url, "lc-ww1-out1", "lc-eeb-nanhe")
+        open_episode(settings.database_url, "lc-tpgt-gt1", "lc-eeb-beiling")  # nobody's
+
+        first = Subscribers(settings)
+        run(settings, first)
+        run(settings, first)
+        run(settings, Subscribers(settings))  # a restart, or another leader
+        resolve(settings.database_url, kiln, "lc-eeb-nanhe")
+        run(settings, Subscribers(settings))
+        run(settings, first)
+
+        def key(episode: int, kind: str) -> str:
+            with psycopg.connect(settings.database_url) as conn:
+                row = conn.execute(
+                    "select id from episode_events where episode_id = %s and kind = %s",
+                    (episode, kind),
+                ).fetchone()
+            assert row is not None
+            return f"episode_event:{row[0]}"
+
+        assert deliveries(settings.database_url) == {
+            plant: [key(north, "opened")],
+            nanhe: [key(kiln, "opened"), key(wwtp, "opened"), key(kiln, "resolved")],
+            circle: [key(kiln, "opened"), key(kiln, "resolved")],  # wwtp is ~5 km away
+        }
+        wait_until(lambda: len(hook.requests) == 6, 5, "six deliveries")
+        ids = [r.headers[IDEMPOTENCY_HEADER] for r in hook.requests]
+        assert len(set(ids)) == 6
+
+
+def test_bad_requests_are_problems(api: TestClient, database_url: str) -> None:
+    """Bad input gets 4xx problem+json naming the problem; nothing is stored."""
+    cases = [
+        (
+            {
+                "channel": "email",
+                "target": "not-an-address",
+                "scope": "district",
+                "district": "lc-nanhe",
+            },
+            "e-mail",
+        ),
+        (
+            {"channel": "email", "target": EMAIL, "scope": "district", "district": "nowhere"},
+            "no district",
+        ),
+        (
+            {"channel": "email", "target": EMAIL, "scope": "enterprise", "enterprise": "nobody"},
+            "no enterprise",
+        ),
+        (
+            {
+                "channel": "email",
+                "target": EMAIL,
+                "scope": "radius",
+                "lon": 116.4,
+                "lat": 39.9,
+                "radius_m": 5,
+            },
+            "radius_m",
+        ),
+        ({"channel": "email", "target": EMAIL, "scope": "district"}, "district_id"),
+        (
+            {"channel": "sms", "target": EMAIL, "scope": "district", "district": "lc-nanhe"},
+            "channel",
+        ),
+        (
+            {
+                "channel": "webhook",
+                "target": "ftp://example.org/x",
+                "scope": "district",
+                "district": "lc-nanhe",
+            },
+            "http",
+        ),
+    ]
+    for body, words in cases:
+        response = api.post("/api/v1/subscriptions", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert words in response.json()["detail"]
+    assert api.get("/api/v1/subscriptions/confirm").status_code == 422
+    assert (
+        api.post("/api/v1/subscriptions/unsubscribe", params={"token": "y" * 32}).status_code == 404
+    )
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from subscriptions").fetchone() == (0,)
+
+
+def test_private_webhooks_refused_and_floods_limited(database_url: str) -> None:
+    """Without the local-use flag a loopback webhook is refused; one address cannot be sent
+    more than a few opt-in messages a day; one client cannot subscribe without limit."""
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    settings = Settings(database_url=database_url, subscriptions_per_hour=7)
+    with TestClient(create_app(settings)) as client:
+        refused = client.post(
+            "/api/v1/subscriptions",
+            json={
+                "channel": "webhook",
+                "target": "http://127.0.0.1:9/x",
+                "scope": "district",
+                "district": "lc-nanhe",
+            },
+        )
+        assert refused.status_code == 422
+        assert "private network" in refused.json()["detail"]
+        body = {"channel": "email", "target": EMAIL, "scope": "district", "district": "lc-nanhe"}
+        statuses = [client.post("/api/v1/subscriptions", json=body).status_code for _ in range(6)]
+        assert statuses == [202] * 5 + [429]
+        other = {**body, "target": "someone.else@example.org"}
+        assert client.post("/api/v1/subscriptions", json=other).status_code == 429  # 8th call
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from subscriber_deliveries").fetchone() == (5,)
+
+
+def test_no_address_in_any_public_response(api: TestClient, settings: Settings) -> None:
+    """After subscribing by e-mail and webhook, no public endpoint or page shows either
+    target: lists, episodes, the map, the OpenAPI document."""
+    with webhook_receiver("s") as hook:
+        subscribe(api, channel="email", target=EMAIL, scope="district", district="lc-gangkou")
+        subscribe(api, channel="webhook", target=hook.url, scope="district", district="lc-gangkou")
+        open_episode(settings.database_url, "lc-tpg-u1", "lc-eeb-gangkou")
+        run(settings)
+        for path in [
+            "/api/v1/episodes",
+            "/api/v1/episodes/1",
+            "/api/v1/enterprises",
+            "/api/v1/districts",
+            "/map",
+            "/openapi.json",
+        ]:
+            text = api.get(path).text
+            assert EMAIL not in text, path
+            assert hook.url not in text, path
