@@ -4,7 +4,14 @@ Data loggers keep one TCP connection open and send frames back to back. The gate
 stream into frames, checks each frame's CRC, MN and password against the registry, relays
 accepted frames unchanged to the device's MQTT topic (``…/{device}/hj212``, QoS 1, answered
 only once the broker has it) and answers where the frame's Flag asks for a reply. Frames it
-cannot accept are stored as dead letters with the reason, so nothing a logger sends is lost.
+cannot accept are stored as dead letters with the reason, so nothing a logger sends is lost:
+when even the dead letter cannot be stored, the connection is closed unanswered and the logger
+resends.
+
+A connection costs a task and a buffer of at most one frame, and is bounded in time: closed when
+no complete frame arrived for ``idle_timeout_s`` (bytes that never make a frame do not count),
+or when a frame that has started is not complete ``frame_timeout_s`` later (slow-loris
+senders); beyond ``max_connections`` open ones, new connections are refused at once.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -41,6 +49,13 @@ class GatewayStats:
     relayed: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     garbage_bytes: int = 0
+    open_connections: int = 0
+    refused_connections: int = 0
+    timed_out: dict[str, int] = field(default_factory=dict)
+
+
+class _Unstored(Exception):
+    """A refused frame whose dead letter could not be stored: it must not be answered."""
 
 
 class Gateway:
@@ -53,11 +68,15 @@ class Gateway:
         host: str = "0.0.0.0",
         port: int = 9212,
         idle_timeout_s: float = 600.0,
+        frame_timeout_s: float = 30.0,
+        max_connections: int = 1000,
     ) -> None:
         self.settings = settings
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
+        self.frame_timeout_s = frame_timeout_s
+        self.max_connections = max_connections
         self.stats = GatewayStats()
         self._directory = DeviceDirectory(
             min_reload_s=5.0, default_timezone=settings.device_timezone
@@ -76,12 +95,25 @@ class Gateway:
                 return self._directory.by_mn(conn, mn)
 
     def _dead_letter(self, device: str | None, reason: str, detail: str, raw: bytes) -> None:
+        """Store a refused frame, trying a few times; ``_Unstored`` when it cannot be kept."""
         self.stats.refused[reason] = self.stats.refused.get(reason, 0) + 1
-        try:
-            with connect(self.settings.database_url) as conn, conn.transaction():
-                write_dead_letters(conn, [DeadLetter(GATEWAY_TOPIC, device, reason, detail, raw)])
-        except Exception:
-            logger.exception("could not store a dead letter (%s)", reason)
+        for delay in (0.2, 1.0, None):
+            try:
+                with connect(self.settings.database_url) as conn, conn.transaction():
+                    write_dead_letters(
+                        conn, [DeadLetter(GATEWAY_TOPIC, device, reason, detail, raw)]
+                    )
+                return
+            except Exception as exc:
+                if delay is None:
+                    logger.error(
+                        "could not store a dead letter (%s): %s; closing the connection"
+                        " unanswered so the logger sends the frame again",
+                        reason,
+                        exc,
+                    )
+                    raise _Unstored(reason) from exc
+                time.sleep(delay)  # a worker thread: only this frame's sender waits
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         endpoint = self.settings.mqtt
@@ -105,31 +137,66 @@ class Gateway:
         if self._server is not None:
             self._server.close()
 
+    def _timed_out(self, why: str, peer: object) -> None:
+        self.stats.timed_out[why] = self.stats.timed_out.get(why, 0) + 1
+        logger.info("closing connection from %s: %s", peer, why)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         self.stats.connections += 1
+        if self.stats.open_connections >= self.max_connections:
+            self.stats.refused_connections += 1
+            logger.warning(
+                "refusing connection from %s: %d connections open", peer, self.max_connections
+            )
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            return
+        self.stats.open_connections += 1
         splitter = FrameSplitter()
+        last_frame = time.monotonic()
+        frame_started: float | None = None  # when the frame now buffered began to arrive
         try:
             while True:
+                now = time.monotonic()
+                idle_left = last_frame + self.idle_timeout_s - now
+                frame_left = (
+                    frame_started + self.frame_timeout_s - now
+                    if frame_started is not None
+                    else idle_left
+                )
                 try:
-                    # A silent connection is closed: slow-loris clients cannot hold sockets.
-                    data = await asyncio.wait_for(reader.read(4096), self.idle_timeout_s)
+                    data = await asyncio.wait_for(
+                        reader.read(4096), max(0.0, min(idle_left, frame_left))
+                    )
                 except TimeoutError:
-                    logger.info("closing idle connection from %s", peer)
+                    if frame_started is not None and frame_left <= idle_left:
+                        self._timed_out("frame not completed in time", peer)
+                    else:
+                        self._timed_out("no complete frame in time", peer)
                     break
                 if not data:
                     break
+                completed = False
                 for item in splitter.feed(data):
                     if isinstance(item, bytes):
+                        completed = True
+                        last_frame = time.monotonic()
                         reply = await self._frame(item, peer)
                         if reply is not None:
                             writer.write(reply)
                             await writer.drain()
                     else:
                         self.stats.garbage_bytes += len(item.data)
-        except (ConnectionError, asyncio.IncompleteReadError):
+                if splitter.buffered == 0:
+                    frame_started = None
+                elif frame_started is None or completed:
+                    frame_started = time.monotonic()
+        except (ConnectionError, asyncio.IncompleteReadError, _Unstored):
             pass
         finally:
+            self.stats.open_connections -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -202,7 +269,12 @@ def run_gateway(settings: Settings, *, host: str, port: int, stop_event: threadi
 
     async def main() -> None:
         gateway = Gateway(
-            settings, host=host, port=port, idle_timeout_s=settings.gateway_idle_timeout_s
+            settings,
+            host=host,
+            port=port,
+            idle_timeout_s=settings.gateway_idle_timeout_s,
+            frame_timeout_s=settings.gateway_frame_timeout_s,
+            max_connections=settings.gateway_max_connections,
         )
         task = asyncio.create_task(gateway.serve())
         while not stop_event.is_set() and not task.done():

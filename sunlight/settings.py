@@ -103,7 +103,18 @@ class Settings(BaseSettings):
     gateway_host: str = Field(default="127.0.0.1", description="HJ 212 TCP gateway address.")
     gateway_port: int = Field(default=9212, ge=0, le=65535)
     gateway_idle_timeout_s: float = Field(
-        default=600.0, gt=0, description="Close a data-logger connection silent this long."
+        default=600.0,
+        gt=0,
+        description="Close a data-logger connection that sent no complete frame this long.",
+    )
+    gateway_frame_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Close a connection whose started frame is not complete this long after "
+        "its first byte (slow-loris senders).",
+    )
+    gateway_max_connections: int = Field(
+        default=1000, ge=1, description="Refuse data-logger connections beyond this many open."
     )
     alerts_gap_minutes: int = Field(
         default=60, ge=5, description="An outlet with no valid data this long is a monitoring gap."
