@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from alerts.dispatch import Dispatcher
 from alerts.judge import HOUR, judge_day, judge_hour
 from alerts.lifecycle import apply_outcome, check_gaps, remind_and_escalate
+from alerts.reports import run as run_reports
 from alerts.subscriptions import Subscribers
 from domain.offsets import parse_utc_offset
 from store import compliance as store
@@ -127,6 +128,11 @@ class Engine:
         with self._conn() as conn:
             return self.subscribers.run(conn, self.clock())
 
+    def reports(self) -> int:
+        """Citizen reports: reminders, escalation, then their notifications."""
+        with self._conn() as conn:
+            return run_reports(conn, self.dispatcher, self.clock())
+
     def run_all(self) -> None:
         self.judge_hours()
         self.judge_days()
@@ -191,6 +197,7 @@ def _scheduler(engine: Engine, interval_s: float) -> BackgroundScheduler:
         (engine.gaps, interval_s),
         (engine.reminders, interval_s),
         (engine.notify, max(1.0, interval_s / 6)),
+        (engine.reports, max(1.0, interval_s / 6)),
         (engine.subscriptions, max(1.0, interval_s / 6)),
     ):
         scheduler.add_job(
