@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 import sunlight
 from api import errors
 from api.middleware import CachingMiddleware, RateLimiter, RateLimitMiddleware
+from api.routers import accountability as accountability_router
 from api.routers import episodes, health, regulator, sites
 from api.routers import map as map_router
 from api.routers import reports as reports_router
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(regulator.router)
     app.include_router(episodes.router)
     app.include_router(subscriptions_router.router)
+    app.include_router(accountability_router.router)
     app.include_router(reports_router.router)
     for name, directory in static_dirs().items():
         app.mount(
