@@ -11,7 +11,7 @@ from datetime import datetime
 from domain.errors import ValidationError
 from domain.hj212 import Hj212Error, frame_readings, parse_frame
 from ingest.devices import DeviceInfo
-from ingest.payloads import Parsed, Rejection, Unknown
+from ingest.payloads import Parsed, Rejection, Unknown, check_age
 
 
 def parse_hj212_payload(payload: bytes, device: DeviceInfo, now: datetime) -> Parsed:
@@ -33,6 +33,8 @@ def parse_hj212_payload(payload: bytes, device: DeviceInfo, now: datetime) -> Pa
         return Parsed(rejections=[Rejection("", "bad_password", f"wrong PW for MN {frame.mn}")])
     try:
         result = frame_readings(frame, medium=device.medium, tz_offset=device.tz_offset, now=now)
+        if result.time is not None:
+            check_age(result.time, now)
     except ValidationError as exc:
         return Parsed(rejections=[Rejection("", exc.reason, str(exc))])
     if result.period is None:

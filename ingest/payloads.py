@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from domain.errors import ValidationError
@@ -19,6 +19,20 @@ from domain.validation import parse_flag, parse_period, parse_timestamp, validat
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_READINGS: Final = 20_000
 DEFAULT_PERIOD: Final = Period.MINUTE
+# A reading stamped this long before its arrival is a clock fault (a logger whose clock reset to
+# 2000-01-01, say), not data: it would be disclosed as a measurement of decades ago.
+MAX_AGE: Final = timedelta(days=3653)
+
+
+def check_age(ts: datetime, now: datetime) -> datetime:
+    """``ts``, unless it is more than ``MAX_AGE`` before ``now``."""
+    if ts < now - MAX_AGE:
+        raise ValidationError(
+            f"timestamp {ts.isoformat()} is more than {MAX_AGE.days} days before"
+            f" its arrival ({now.isoformat()}): a device clock fault",
+            reason="timestamp_out_of_range",
+        )
+    return ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +114,7 @@ def parse_json_payload(payload: bytes, medium: Medium, now: datetime) -> Parsed:
         try:
             if "ts" not in entry:
                 raise ValidationError("missing 'ts'", reason="bad_envelope")
-            ts = parse_timestamp(entry["ts"], now)
+            ts = check_age(parse_timestamp(entry["ts"], now), now)
             raw_period = entry.get("period")
             period = DEFAULT_PERIOD if raw_period is None else parse_period(raw_period)
             values = entry.get("readings")
