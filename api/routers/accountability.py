@@ -372,3 +372,26 @@ def get_regulator(
         )
         doc["subtree"] = office_document(tree)
     return doc
+
+
+def periods_of(
+    conn: ConnDep, regulator_id: str, now: datetime, *, subtree: bool
+) -> dict[str, dict[str, Any]]:
+    """One office's documents for each standard period, keyed by label."""
+    out = {}
+    for label, days in PERIODS.items():
+        (row,) = accountability.figures(
+            conn,
+            start=now - timedelta(days=days),
+            end=now,
+            now=now,
+            office=regulator_id,
+            subtree=subtree,
+        )
+        out[label] = office_document(row)
+    return out
+
+
+def period_document(window: Window, scope: str) -> dict[str, Any]:
+    """The period as the pages show it."""
+    return _period_doc(window, scope)

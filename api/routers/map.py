@@ -10,12 +10,23 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import ConnDep, SettingsDep
 from api.geojson import feature_collection, point_feature
+from api.routers.accountability import (
+    FromQuery,
+    PeriodQuery,
+    ScopeQuery,
+    ToQuery,
+    office_document,
+    period_document,
+    periods_of,
+    resolve_window,
+)
 from api.routers.reports import report_document
 from api.routers.sites import enterprise_rows, list_districts, station_rows
+from maps.accountability_page import build_office_page, build_regulators_page
 from maps.builder import build_map
 from maps.enterprise_page import build_enterprise_page
 from maps.report_page import build_report_page
-from store import sites
+from store import accountability, sites
 
 router = APIRouter(tags=["map"])
 
@@ -106,5 +117,57 @@ def map_page(
         measure_label=MEASURES[measure][words] if measure != "none" else None,
         measure_links=links,
         enterprise_url=f"/enterprises/{{id}}?lang={lang}",
+    )
+    return HTMLResponse(html)
+
+
+@router.get(
+    "/regulators",
+    response_class=HTMLResponse,
+    summary="Every regulator office's record side by side, for a period (HTML)",
+)
+def regulators_page(
+    *,
+    conn: ConnDep,
+    lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
+    period: PeriodQuery = None,
+    start: FromQuery = None,
+    end: ToQuery = None,
+    scope: ScopeQuery = "office",
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    window = resolve_window(period, start, end, now)
+    rows = accountability.figures(
+        conn, start=window.start, end=window.end, now=now, subtree=scope == "subtree"
+    )
+    html = build_regulators_page(
+        [office_document(r) for r in rows],
+        period_document(window, scope),
+        lang=lang,
+        map_url=f"/map?lang={lang}",
+    )
+    return HTMLResponse(html)
+
+
+@router.get(
+    "/regulators/{regulator_id}",
+    response_class=HTMLResponse,
+    summary="One regulator office's record over 7, 30, 90 and 365 days (HTML)",
+)
+def regulator_page(
+    conn: ConnDep,
+    regulator_id: Annotated[str, Path(description="Office id.", max_length=64)],
+    lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    office = accountability.office(conn, regulator_id)
+    parent = accountability.office(conn, office["parent_id"]) if office["parent_id"] else None
+    html = build_office_page(
+        office,
+        periods_of(conn, regulator_id, now, subtree=False),
+        periods_of(conn, regulator_id, now, subtree=True) if office["children"] else None,
+        parent=parent,
+        children=[accountability.office(conn, c) for c in office["children"]],
+        lang=lang,
     )
     return HTMLResponse(html)
