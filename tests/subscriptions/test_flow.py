@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -15,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from alerts.notifiers.webhook import IDEMPOTENCY_HEADER
-from alerts.subscriptions import Subscribers
+from alerts.subscriptions import Subscribers, fan_out
 from api.app import create_app
 from registry.loader import load_registry
 from store import episodes
@@ -418,3 +419,71 @@ def test_no_address_in_any_public_response(api: TestClient, settings: Settings) 
             text = api.get(path).text
             assert EMAIL not in text, path
             assert hook.url not in text, path
+
+
+def test_webhook_retried_with_backoff_under_one_key(api: TestClient, settings: Settings) -> None:
+    """A receiver answering 503 gets the same delivery again once the backoff has passed,
+    with the same Idempotency-Key and body; the attempts are logged."""
+    with webhook_receiver("s") as hook:
+        doc = subscribe(
+            api, channel="webhook", target=hook.url, scope="district", district="lc-nanhe"
+        )
+        hook.secret = doc["secret"]
+        hook.statuses.append(503)
+        run(settings)
+        assert len(hook.requests) == 1
+        with psycopg.connect(settings.database_url) as conn:
+            status, due, tried = conn.execute(
+                "select d.status, d.next_attempt_at, a.at from subscriber_deliveries d"
+                " join subscriber_delivery_attempts a on a.delivery_id = d.id"
+            ).fetchone()  # type: ignore[misc]
+        assert status == "pending"
+        assert due > tried  # backed off
+        with psycopg.connect(settings.database_url) as conn:
+            Subscribers(settings).send_due(conn, datetime.now(UTC) + timedelta(minutes=5))
+            attempts = conn.execute(
+                "select ok, detail from subscriber_delivery_attempts order by id"
+            ).fetchall()
+            (status,) = conn.execute("select status from subscriber_deliveries").fetchone()  # type: ignore[misc]
+        assert len(hook.requests) == 2
+        first, second = hook.requests
+        assert first.headers[IDEMPOTENCY_HEADER] == second.headers[IDEMPOTENCY_HEADER]
+        assert first.body == second.body
+        assert second.verified
+        assert [ok for ok, _ in attempts] == [False, True]
+        assert attempts[0][1].startswith("HTTP 503")
+        assert status == "sent"
+
+
+def test_two_fan_outs_at_once_queue_each_delivery_once(api: TestClient, settings: Settings) -> None:
+    """Two processes fanning out the same event at the same moment (a leader and one that
+    thinks it is): the second waits on the first's claim, then finds the event taken."""
+    with webhook_receiver("s") as hook:
+        confirmed_subscription(api, settings, hook.url, scope="district", district="lc-nanhe")
+    open_episode(settings.database_url, "lc-cm2-kiln1", "lc-eeb-nanhe")
+    now = datetime.now(UTC)
+    lookback = timedelta(hours=1)
+    results: list[int] = []
+    with psycopg.connect(settings.database_url) as first:
+        assert fan_out(first, now, lookback=lookback) == 1  # claimed, not yet committed
+
+        def second() -> None:
+            with psycopg.connect(settings.database_url, application_name="second") as conn:
+                results.append(fan_out(conn, now, lookback=lookback))
+                conn.commit()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+
+        def second_waits_on_the_claim() -> bool:
+            with psycopg.connect(settings.database_url) as probe:
+                row = probe.execute(
+                    "select wait_event_type from pg_stat_activity where application_name = 'second'"
+                ).fetchone()
+            return row is not None and row[0] == "Lock"
+
+        wait_until(second_waits_on_the_claim, 10, "the second fan-out to wait")
+        first.commit()
+        thread.join(10)
+    assert results == [0]
+    assert sum(len(keys) for keys in deliveries(settings.database_url).values()) == 1
