@@ -29,6 +29,7 @@ from domain.errors import ValidationError
 from domain.pollutants import get_pollutant
 from domain.readings import Flag
 from maps.assets import DEFAULT_PREFIX, LEAFLET, MARKERCLUSTER, css_urls, js_urls
+from maps.report_form import add_report_control
 
 __all__ = ["OSM_ATTRIBUTION", "OSM_TILES", "build_map"]
 
@@ -343,6 +344,7 @@ def build_map(
     measure_label: str | None = None,
     measure_links: Sequence[tuple[str, str, bool]] = (),
     enterprise_url: str = "",
+    report_api: str | None = None,
 ) -> str:
     """Render the map page as a complete HTML document.
 
@@ -350,6 +352,7 @@ def build_map(
     ``tiles`` is ``"local"`` (no tile layer: the districts are the basemap), ``"osm"``, or a tile
     URL template containing ``{z}`` (then ``attribution``, trusted HTML, is required).
     ``detail_url`` has ``{id}`` replaced by the URL-quoted station or outlet id.
+    ``report_api``, when given, adds the "Report pollution" control posting there.
     Raises ``ValueError`` for an unknown ``lang`` or ``tiles``, or input that is not a
     FeatureCollection; features without a usable geometry are left out and logged.
     """
@@ -443,6 +446,8 @@ def build_map(
         name="sunlight_legend",
     )
     folium.LayerControl(collapsed=False).add_to(fmap)
+    if report_api:
+        add_report_control(fmap, lang=lang, api_url=report_api)
 
     bounds = _bounds(
         [(p.lon, p.lat) for p in (*station_points, *enterprise_points)]

@@ -117,6 +117,7 @@ def map_page(
         measure_label=MEASURES[measure][words] if measure != "none" else None,
         measure_links=links,
         enterprise_url=f"/enterprises/{{id}}?lang={lang}",
+        report_api="/api/v1/reports",
     )
     return HTMLResponse(html)
 
