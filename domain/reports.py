@@ -261,12 +261,10 @@ def reencode_photo(data: bytes, *, max_bytes: int) -> Photo:
                 probe.seek(0)  # the first frame of an animation
                 image = ImageOps.exif_transpose(probe)
                 image = image.convert("RGB")
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise NotAnImage(f"photo: not a readable image ({exc.__class__.__name__})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoTooLarge(f"photo: more than {MAX_PIXELS} pixels") from None
+    except UnidentifiedImageError:
+        raise NotAnImage("photo: not an image Sunlight can read (JPEG, PNG, WebP, GIF)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
         raise NotAnImage(f"photo: the image data is damaged ({exc})") from None
     image.thumbnail((MAX_SIDE, MAX_SIDE))
