@@ -25,7 +25,7 @@ MAX_TARGET_LENGTH = 320  # RFC 3696's longest address; plenty for a URL too
 # Deliberately plain: one @, no spaces, no list or header separators, a dotted domain. Anything
 # cleverer is the mail server's business; the opt-in message proves the address works.
 _EMAIL = re.compile(
-    r"^[^@\s,;<>\"()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+    r"^[^@\s,;<>\"()\[\]\\\x00-\x1f\x7f]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
 
 
