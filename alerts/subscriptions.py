@@ -444,6 +444,8 @@ class Subscribers:
         lookback = timedelta(hours=self.settings.subscriptions_lookback_hours)
         with conn.transaction():
             fan_out(conn, now, lookback=lookback)
+            # Keep no address longer than it is needed.
+            store.erase_spent_targets(conn, now)
         return self.send_due(conn, now)
 
     def send_due(self, conn: psycopg.Connection, now: datetime) -> int:

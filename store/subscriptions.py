@@ -371,3 +371,30 @@ def record_attempt(
 def prune_fanout(conn: psycopg.Connection, before: datetime) -> int:
     """Forget claims of events older than anything still scanned."""
     return conn.execute("delete from subscription_fanout where event_at < %s", (before,)).rowcount
+
+
+def erase_spent_targets(conn: psycopg.Connection, now: datetime) -> int:
+    """Forget the address or URL of every subscription that can no longer send: unsubscribed,
+    or never confirmed before its link expired. The row stays (its links still answer
+    'unsubscribed' or 'expired'); what it was sent to does not. Returns how many were erased."""
+    erased = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            """
+        update subscriptions set target = ''
+        where target <> '' and (unsubscribed_at is not null
+              or (confirmed_at is null and confirm_expires_at < %s))
+        returning id
+        """,
+            (now,),
+        )
+        .fetchall()
+    )
+    ids = [row[0] for row in erased]
+    if ids:
+        conn.execute(
+            "update subscriber_deliveries set status = 'cancelled', last_error = 'target erased'"
+            " where subscription_id = any(%s) and status = 'pending'",
+            (ids,),
+        )
+    return len(ids)

@@ -413,6 +413,8 @@ def test_no_address_in_any_public_response(api: TestClient, settings: Settings) 
             "/api/v1/episodes/1",
             "/api/v1/enterprises",
             "/api/v1/districts",
+            "/api/v1/regulators",
+            "/regulators",
             "/map",
             "/openapi.json",
         ]:
@@ -487,3 +489,39 @@ def test_two_fan_outs_at_once_queue_each_delivery_once(api: TestClient, settings
         thread.join(10)
     assert results == [0]
     assert sum(len(keys) for keys in deliveries(settings.database_url).values()) == 1
+
+
+def test_spent_addresses_are_forgotten(
+    api: TestClient, settings: Settings, smtp: tuple[Inbox, int]
+) -> None:
+    """Once a subscription can no longer send (unsubscribed, or its opt-in link expired
+    unconfirmed), its address is erased; its links still answer."""
+    inbox, _ = smtp
+    for who in ("gone", "never", "live"):
+        subscribe(
+            api,
+            channel="email",
+            target=f"{who}@example.org",
+            scope="district",
+            district="lc-nanhe",
+        )
+    run(settings)
+    mails = {rcpts[0]: message.get_content() for _, rcpts, message in inbox.messages}
+    assert api.get(link(mails["live@example.org"], "/api/v1/subscriptions/confirm")).is_success
+    leave = link(mails["gone@example.org"], "/api/v1/subscriptions/unsubscribe")
+    assert api.post(leave).is_success
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(
+            "update subscriptions set confirm_expires_at = now() - interval '1 minute'"
+            " where target = 'never@example.org'"
+        )
+    run(settings)
+    with psycopg.connect(settings.database_url) as conn:
+        targets = sorted(r[0] for r in conn.execute("select target from subscriptions"))
+    assert targets == ["", "", "live@example.org"]
+    expired = api.get(link(mails["never@example.org"], "/api/v1/subscriptions/confirm"))
+    assert expired.status_code == 410
+    assert expired.headers["content-type"] == "application/problem+json"
+    assert "expired" in expired.json()["detail"]
+    page = api.get(leave, headers={"Accept": "text/html"})
+    assert "You are unsubscribed" in page.text
