@@ -17,7 +17,7 @@ from psycopg.rows import dict_row, tuple_row
 from domain.errors import NotFound, SunlightError, ValidationError
 from domain.reports import Area, Photo, Placement, Status, due_at, new_tracking_code, place_point
 from store import sites
-from store.episodes import Forbidden, channels_of
+from store.episodes import Forbidden, add_event, channels_of
 
 Row = dict[str, Any]
 
@@ -408,6 +408,16 @@ def reply(
             raise NotFound(f"no episode {episode_id}")
         if episode[0] not in jurisdiction and episode[1] not in jurisdiction:
             raise Forbidden(f"episode {episode_id} is outside your jurisdiction")
+    if episode_id is not None:
+        # The episode's own record names the reports merged into it.
+        add_event(
+            conn,
+            episode_id,
+            "citizen_report_merged",
+            actor="regulator",
+            regulator_id=regulator_id,
+            detail={"report_id": report_id, "tracking_code": report["tracking_code"]},
+        )
     conn.execute(
         "insert into citizen_report_replies (report_id, created_at, regulator_id, body, status,"
         " episode_id) values (%s, %s, %s, %s, %s, %s)",

@@ -224,6 +224,10 @@ def test_merge_needs_an_episode_in_jurisdiction(api: TestClient, database_url: s
         "merged",
         ids["lc-eeb-dongshan"],
     )
+    timeline = api.get(f"/api/v1/episodes/{ids['lc-eeb-dongshan']}").json()["timeline"]
+    assert [(e["kind"], e["regulator_id"]) for e in timeline] == [
+        ("citizen_report_merged", "lc-eeb-dongshan")
+    ]
 
 
 def test_late_first_reply_is_measured(api: TestClient, database_url: str) -> None:
