@@ -24,12 +24,19 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import psycopg
 
-from alerts.notifiers.base import DeliveryError, Notification, WebhookTarget
+from alerts.notifiers.base import (
+    DeliveryError,
+    EmailTarget,
+    Notification,
+    Notifier,
+    Target,
+    WebhookTarget,
+)
 from alerts.notifiers.dispatch import attempt_once
 from alerts.notifiers.email import SmtpConfig
 from alerts.notifiers.webhook import WebhookNotifier
@@ -329,23 +336,22 @@ class SubscriberNotification(Notification):
         return {**self.payload, "id": self.id, "kind": self.kind}
 
 
-def build_email(
-    delivery_id: int, *, message: Message, kind: str, to: str, sender: str, unsubscribe: str
-) -> EmailMessage:
+def build_email(notification: Notification, to: str, sender: str) -> EmailMessage:
     """The plain-text e-mail with RFC 8058 one-click unsubscribe headers."""
     email = EmailMessage(policy=SMTP)
-    email["Subject"] = message.subject
+    email["Subject"] = notification.subject
     email["From"] = sender
     email["To"] = to
     email["Date"] = format_datetime(datetime.now(UTC))
     domain = sender.rpartition("@")[2]
-    email["Message-ID"] = f"<sunlight-subscription-{delivery_id}@{domain}>"
+    # Not the offices' <sunlight-notification-…>: the two outboxes' ids overlap.
+    email["Message-ID"] = f"<sunlight-subscription-{notification.id}@{domain}>"
     email["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
-    email["List-Unsubscribe"] = f"<{unsubscribe}>"
+    email["List-Unsubscribe"] = f"<{notification.payload['unsubscribe_url']}>"
     email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    email["X-Sunlight-Delivery-Id"] = str(delivery_id)
-    email["X-Sunlight-Kind"] = kind
-    email.set_content(message.text)
+    email["X-Sunlight-Delivery-Id"] = str(notification.id)
+    email["X-Sunlight-Kind"] = notification.kind
+    email.set_content(notification.body_text)
     return email
 
 
@@ -375,16 +381,20 @@ def _smtp_send(config: SmtpConfig, email: EmailMessage, to: str) -> None:
 
 
 class SubscriberEmailNotifier:
-    """Sends one subscriber e-mail; a ``Notifier``-shaped channel for ``attempt_once``."""
+    """The e-mail channel for subscribers: one message per delivery to the subscription's one
+    address, with the unsubscribe headers the offices' messages do not carry."""
 
-    channel = "email"
-    target_type = WebhookTarget  # unused: targets are resolved by the outbox
+    channel: ClassVar[str] = "email"
+    target_type: ClassVar[type[Target]] = EmailTarget
 
-    def __init__(self, config: SmtpConfig, email: EmailMessage, to: str) -> None:
-        self.config, self.email, self.to = config, email, to
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
 
-    def send(self, notification: Notification, target: Any) -> None:
-        _smtp_send(self.config, self.email, self.to)
+    def send(self, notification: Notification, target: Target) -> None:
+        if not isinstance(target, EmailTarget) or len(target.addresses) != 1:
+            raise DeliveryError("a subscriber e-mail goes to one address", retryable=False)
+        (to,) = target.addresses
+        _smtp_send(self.config, build_email(notification, to, self.config.sender), to)
 
     def close(self) -> None:
         """Nothing to release: every message has its own connection."""
@@ -394,14 +404,15 @@ class _GuardedWebhook:
     """The office webhook channel, refusing at send time a host that resolves to a private
     address (a public name may point inward), unless private targets are allowed."""
 
-    channel = "webhook"
-    target_type = WebhookTarget
+    channel: ClassVar[str] = "webhook"
+    target_type: ClassVar[type[Target]] = WebhookTarget
 
     def __init__(self, inner: WebhookNotifier, allow_private: bool) -> None:
         self.inner, self.allow_private = inner, allow_private
 
-    def send(self, notification: Notification, target: Any) -> None:
-        assert isinstance(target, WebhookTarget)
+    def send(self, notification: Notification, target: Target) -> None:
+        if not isinstance(target, WebhookTarget):
+            raise DeliveryError(f"not a webhook target: {type(target).__name__}", retryable=False)
         if not self.allow_private:
             parts = urlsplit(target.url)
             try:
@@ -418,6 +429,8 @@ class _GuardedWebhook:
 
 class Subscribers:
     """The fan-out and the sender, as one job for the alerts leader."""
+
+    BATCH = 500  # deliveries per run; the rest wait for the next run, seconds later
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -449,12 +462,18 @@ class Subscribers:
         return self.send_due(conn, now)
 
     def send_due(self, conn: psycopg.Connection, now: datetime) -> int:
-        """Attempt every due delivery once; return how many were delivered."""
+        """Attempt every due delivery once (up to ``BATCH``); return how many were delivered.
+
+        One transaction per delivery, as in the offices' dispatcher: a crash resends at most the
+        one in flight (under its idempotency key), never every earlier one of the run."""
         base = public_base(self.settings)
         delivered = 0
-        with conn.transaction():
-            for row in store.due(conn, now):
-                delivered += self._send_one(conn, row, base)
+        for _ in range(self.BATCH):
+            with conn.transaction():
+                rows = store.due(conn, now, limit=1)
+                if not rows:
+                    break
+                delivered += self._send_one(conn, rows[0], base)
         return delivered
 
     def _send_one(self, conn: psycopg.Connection, row: Mapping[str, Any], base: str) -> int:
@@ -475,8 +494,8 @@ class Subscribers:
             payload=message.payload,
         )
         channel = row["channel"]
-        notifier: Any
-        target: Any
+        notifier: Notifier
+        target: Target
         if channel == "webhook":
             notifier, target = self.webhook, WebhookTarget(row["target"], row["secret"])
         else:
@@ -490,15 +509,7 @@ class Subscribers:
                     next_attempt_at=None,
                 )
                 return 0
-            email = build_email(
-                row["id"],
-                message=message,
-                kind=row["kind"],
-                to=row["target"],
-                sender=config.sender,
-                unsubscribe=message.payload["unsubscribe_url"],
-            )
-            notifier, target = SubscriberEmailNotifier(config, email, row["target"]), None
+            notifier, target = SubscriberEmailNotifier(config), EmailTarget((row["target"],))
         outcome = attempt_once(
             notification,
             channel,
