@@ -109,7 +109,7 @@ def confirm(conn: psycopg.Connection, token: str, now: datetime) -> Row:
     """Confirm the subscription holding ``token``; confirming twice is harmless."""
     cur = conn.cursor(row_factory=dict_row)
     row = cur.execute(
-        "select id, kind, scope, confirmed_at, confirm_expires_at, unsubscribed_at"
+        "select id, kind, scope, lang, confirmed_at, confirm_expires_at, unsubscribed_at"
         " from subscriptions where confirm_token = %s for update",
         (token,),
     ).fetchone()
@@ -122,7 +122,7 @@ def confirm(conn: psycopg.Connection, token: str, now: datetime) -> Row:
             raise Gone("this confirmation link has expired; subscribe again")
         row = cur.execute(
             "update subscriptions set confirmed_at = %s where id = %s"
-            " returning id, kind, scope, confirmed_at, unsubscribed_at",
+            " returning id, kind, scope, lang, confirmed_at, unsubscribed_at",
             (now, row["id"]),
         ).fetchone()
         assert row is not None

@@ -190,7 +190,7 @@ def confirm(token: Token, request: Request, conn: ConnDep) -> Response:
     with conn.transaction():
         row = store.confirm(conn, token, datetime.now(UTC))
     if _wants_html(request):
-        lang = "zh" if "zh" in request.headers.get("accept-language", "")[:2] else "en"
+        lang = row["lang"]
         return _page(lang, f"<p>{html.escape(_PAGE[lang]['confirmed'])}</p>")
     return JSONResponse(
         {"status": "confirmed", "channel": row["kind"], "scope": row["scope"]},

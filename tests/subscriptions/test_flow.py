@@ -505,10 +505,13 @@ def test_spent_addresses_are_forgotten(
             target=f"{who}@example.org",
             scope="district",
             district="lc-nanhe",
+            lang="zh" if who == "live" else "en",
         )
     run(settings)
     mails = {rcpts[0]: message.get_content() for _, rcpts, message in inbox.messages}
-    assert api.get(link(mails["live@example.org"], "/api/v1/subscriptions/confirm")).is_success
+    assert "确认订阅请打开" in mails["live@example.org"]
+    confirm = link(mails["live@example.org"], "/api/v1/subscriptions/confirm")
+    assert "订阅已确认" in api.get(confirm, headers={"Accept": "text/html"}).text
     leave = link(mails["gone@example.org"], "/api/v1/subscriptions/unsubscribe")
     assert api.post(leave).is_success
     with psycopg.connect(settings.database_url) as conn:
