@@ -41,6 +41,7 @@ def run(url: str, rows: int, batch: int = 20_000) -> dict[str, float]:
         mode = storage_mode(conn)
         assert mode is not None
         devices = [d for d in list_devices(conn) if d["medium"] == "flue_gas"]
+        conn.commit()  # each batch below is then a transaction of its own, as in ingest
         minutes = rows // (len(devices) * len(POLLUTANTS)) + 1
         start = datetime(2026, 1, 1, tzinfo=UTC)
         written, pending, began = 0, [], time.perf_counter()
@@ -65,14 +66,20 @@ def run(url: str, rows: int, batch: int = 20_000) -> dict[str, float]:
         seconds = time.perf_counter() - began
         conn.commit()
         conn.autocommit = True
-        conn.execute("vacuum analyze readings")
+        conn.execute(
+            "vacuum analyze readings"
+            if mode is StorageMode.TIMESCALEDB
+            else "vacuum analyze reading_rows"
+        )
         size_sql = (
             "select hypertable_size('readings')"
             if mode is StorageMode.TIMESCALEDB
-            else "select pg_total_relation_size('readings')"
+            else "select pg_total_relation_size('reading_rows')"
+            " + pg_total_relation_size('reading_codes')"
         )
         total = conn.execute(size_sql).fetchone()[0]  # type: ignore[index]
-        heap = conn.execute("select pg_relation_size('readings')").fetchone()[0]  # type: ignore[index]
+        table = "readings" if mode is StorageMode.TIMESCALEDB else "reading_rows"
+        heap = conn.execute("select pg_relation_size(%s)", (table,)).fetchone()[0]  # type: ignore[index]
         rollup = (
             conn.execute("select pg_total_relation_size('readings_hourly')").fetchone()[0]
             if mode is StorageMode.POSTGRES

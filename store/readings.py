@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from domain.readings import Period
-from store.schema import ROLLUP_SELECT, StorageMode
+from store.schema import StorageMode
 
 logger = logging.getLogger(__name__)
 
 _ROLLED_UP = {Period.SAMPLE, Period.MINUTE}
+_PERIOD_TEXT = {p: p.value for p in Period}
+_COPY_TYPES = ["timestamptz", "int4", "int4", "text", "text", "float8", "text", "text"]  # a dict lookup beats the enum's value property
 # Inside this window the continuous aggregate's own policy catches late rows; older ones are
 # refreshed by the writer (kept equal to the start_offset of the policy in store.schema).
 CAGG_POLICY_WINDOW = timedelta(days=3)
@@ -70,13 +73,17 @@ def write_readings(
     if not unique:
         return WriteResult(0, 0, len(rows), None)
     conn.execute(
-        "create temp table if not exists readings_in"
-        " (like readings including defaults) on commit delete rows"
+        "create temp table if not exists readings_in (time timestamptz, device_key integer,"
+        " site_key integer, pollutant text, period averaging_period, value double precision,"
+        " unit text, flag char(1)) on commit delete rows"
     )
+    # Empty already, unless the caller writes several batches in one transaction (savepoints).
+    conn.execute("truncate readings_in")
     with conn.cursor().copy(
         "copy readings_in (time, device_key, site_key, pollutant, period, value, unit, flag)"
-        " from stdin"
+        " from stdin (format binary)"
     ) as copy:
+        copy.set_types(_COPY_TYPES)
         for r in unique:
             copy.write_row(
                 (
@@ -84,12 +91,25 @@ def write_readings(
                     r.device_key,
                     r.site_key,
                     r.pollutant,
-                    r.period.value,
+                    _PERIOD_TEXT[r.period],
                     r.value,
                     r.unit,
                     r.flag,
                 )
             )
+    if mode is StorageMode.POSTGRES:
+        inserted, updated = _merge_wide(conn, unique)
+    else:
+        inserted, updated = _merge_narrow(conn)
+    _update_latest(conn, unique)
+    _queue_rejudging(conn, unique)
+    rolled = [r.time for r in unique if r.period in _ROLLED_UP]
+    touched = (_hour(min(rolled)), _hour(max(rolled))) if rolled else None
+    return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
+
+
+def _merge_narrow(conn: psycopg.Connection) -> tuple[int, int]:
+    """TimescaleDB: one row per value; the continuous aggregate follows by itself."""
     cur = conn.execute(
         """
         insert into readings as r (time, device_key, site_key, pollutant, period, value, unit, flag)
@@ -104,16 +124,159 @@ def write_readings(
     )
     outcomes = [row[0] for row in cur.fetchall()]
     inserted = sum(1 for o in outcomes if o)
-    updated = len(outcomes) - inserted
-    _update_latest(conn, unique)
-    _queue_rejudging(conn, unique)
-    rolled = [r for r in unique if r.period in _ROLLED_UP]
-    touched = None
-    if rolled:
-        touched = (min(_hour(r.time) for r in rolled), max(_hour(r.time) for r in rolled))
-        if mode is StorageMode.POSTGRES:
-            _refresh_plain_rollup(conn, rolled)
-    return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
+    return inserted, len(outcomes) - inserted
+
+
+# The batch grouped into one row per device, period and minute (codes ascending).
+_GROUPED_IN = """
+    select i.time, i.device_key, max(i.site_key) as site_key, i.period,
+           array_agg(c.id order by c.id) as codes, array_agg(i.value order by c.id) as vals,
+           string_agg(i.flag, '' order by c.id) as flags
+    from readings_in i join reading_codes c using (pollutant, unit)
+"""
+
+# Constant text assembled once; every value is a bound parameter.
+# Inserts the minutes new to the table and returns the keys of those already stored.
+_INSERT_FRESH = (
+    "with g as (" + _GROUPED_IN + " group by i.device_key, i.period, i.time),"  # noqa: S608
+    " fresh as (insert into reading_rows (time, device_key, site_key, period, codes, vals, flags)"
+    " select * from g on conflict (device_key, period, time) do nothing"
+    " returning device_key, period, time)"
+    " select device_key, period::text, time from g"
+    " except all select device_key, period::text, time from fresh"
+)
+_MERGE_STORED = (
+    "insert into reading_rows as r (time, device_key, site_key, period, codes, vals, flags)"  # noqa: S608
+    + _GROUPED_IN
+    + " where (i.device_key, i.period, i.time) in (select * from unnest("
+    "%s::integer[], %s::averaging_period[], %s::timestamptz[]))"
+    " group by i.device_key, i.period, i.time"
+    " on conflict (device_key, period, time) do update"
+    " set (codes, vals, flags) = (select * from reading_rows_merge("
+    "r.codes, r.vals, r.flags, excluded.codes, excluded.vals, excluded.flags)),"
+    " site_key = excluded.site_key"
+)
+
+_RowKey = tuple[int, str, datetime]  # (device key, period, time)
+
+
+def _merge_wide(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> tuple[int, int]:
+    """Plain PostgreSQL: minutes new to the table go in whole and add to their hours' sums; a
+    minute already stored (a resend, a correction, the rest of a split minute) is merged
+    value by value, and the hours it changed are recomputed from the stored readings."""
+    conn.execute(
+        "insert into reading_codes (pollutant, unit)"
+        " select distinct pollutant, unit from readings_in i where not exists"
+        " (select 1 from reading_codes c where c.pollutant = i.pollutant and c.unit = i.unit)"
+        " on conflict do nothing"
+    )
+    cur = conn.cursor(row_factory=tuple_row)
+    conflicts: list[_RowKey] = sorted(cur.execute(_INSERT_FRESH).fetchall())
+    if any(r.period in _ROLLED_UP for r in rows):
+        _add_to_rollup(conn, conflicts)
+    if not conflicts:
+        return len(rows), 0
+    stored = set(conflicts)
+    stored_before = [r for r in rows if (r.device_key, _PERIOD_TEXT[r.period], r.time) in stored]
+    inserted = len(rows) - len(stored_before)
+    dev, per, times = (list(c) for c in zip(*conflicts, strict=True))
+    old = {
+        (d, pol, p, t): (v, u, f)
+        for d, pol, p, t, v, u, f in cur.execute(
+            "select device_key, pollutant, period::text, time, value, unit, flag::text"
+            " from readings where (device_key, period, time) in (select * from unnest("
+            "%s::integer[], %s::averaging_period[], %s::timestamptz[]))",
+            (dev, per, times),
+        )
+    }
+    changed, updated = [], 0
+    for r in stored_before:
+        before = old.get((r.device_key, r.pollutant, r.period.value, r.time))
+        if before is None:
+            inserted += 1
+            changed.append(r)
+        elif before != (r.value, r.unit, r.flag):
+            updated += 1
+            changed.append(r)
+    if changed:
+        conn.execute(_MERGE_STORED, (dev, per, times))
+        _recompute_rollup(conn, [r for r in changed if r.period in _ROLLED_UP])
+    return inserted, updated
+
+
+_ROLLUP_COLUMNS = (
+    "device_key, site_key, pollutant, period, unit, hour, n, n_valid, mean, min, max, mean_all,"
+    " flags_mask, sum_valid, sum_all"
+)
+_FLAG_BITS = (
+    "bit_or(case flag when 'N' then 1 when 'F' then 2 when 'M' then 4 when 'S' then 8"
+    " when 'D' then 16 when 'C' then 32 when 'T' then 64 when 'B' then 128 else 0 end)"
+)
+# The same figures as store.schema's rollup, plus the running sums the plain path keeps.
+_ROLLUP_AGGREGATES = f"""
+    device_key, max(site_key), pollutant, period, max(unit), date_trunc('hour', time, 'UTC'),
+    count(*), count(*) filter (where flag = 'N'),
+    avg(value) filter (where flag = 'N'), min(value) filter (where flag = 'N'),
+    max(value) filter (where flag = 'N'), avg(value), {_FLAG_BITS},
+    coalesce(sum(value) filter (where flag = 'N'), 0), sum(value)
+"""
+_ROLLUP_GROUP = " group by device_key, pollutant, period, date_trunc('hour', time, 'UTC')"
+
+# Constant text assembled once; every value is a bound parameter.
+_ROLLUP_ADD = (
+    f"insert into readings_hourly as h ({_ROLLUP_COLUMNS}) select {_ROLLUP_AGGREGATES}"  # noqa: S608
+    " from readings_in i where period in ('sample', 'minute')"
+    " and (device_key, period, time) not in (select * from unnest("
+    "%s::integer[], %s::averaging_period[], %s::timestamptz[]))"
+    + _ROLLUP_GROUP
+    + """
+    on conflict (device_key, pollutant, period, hour) do update set
+        site_key = excluded.site_key, unit = excluded.unit,
+        n = h.n + excluded.n, n_valid = h.n_valid + excluded.n_valid,
+        sum_valid = h.sum_valid + excluded.sum_valid, sum_all = h.sum_all + excluded.sum_all,
+        mean = case when h.n_valid + excluded.n_valid > 0
+                    then (h.sum_valid + excluded.sum_valid) / (h.n_valid + excluded.n_valid) end,
+        mean_all = (h.sum_all + excluded.sum_all) / (h.n + excluded.n),
+        min = least(h.min, excluded.min), max = greatest(h.max, excluded.max),
+        flags_mask = h.flags_mask | excluded.flags_mask
+    """
+)
+
+_ROLLUP_RECOMPUTE = (
+    f"insert into readings_hourly ({_ROLLUP_COLUMNS}) select {_ROLLUP_AGGREGATES}"  # noqa: S608
+    """ from readings
+    where period in ('sample', 'minute')
+      and (device_key, pollutant, period, date_trunc('hour', time, 'UTC')) in (
+          select * from unnest(%s::integer[], %s::text[], %s::averaging_period[],
+                               %s::timestamptz[]))
+      and time >= %s and time < %s"""
+    + _ROLLUP_GROUP
+    + """
+    on conflict (device_key, pollutant, period, hour) do update set
+        site_key = excluded.site_key, unit = excluded.unit, n = excluded.n,
+        n_valid = excluded.n_valid, mean = excluded.mean, min = excluded.min,
+        max = excluded.max, mean_all = excluded.mean_all, flags_mask = excluded.flags_mask,
+        sum_valid = excluded.sum_valid, sum_all = excluded.sum_all
+    """
+)
+
+
+def _add_to_rollup(conn: psycopg.Connection, skip: Sequence[_RowKey]) -> None:
+    """Add the batch's new minutes to their hours (minutes in ``skip`` are recomputed)."""
+    dev, per, times = (list(c) for c in zip(*skip, strict=True)) if skip else ([], [], [])
+    conn.execute(_ROLLUP_ADD, (dev, per, times))
+
+
+def _recompute_rollup(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
+    """Recompute exactly the hour buckets whose stored readings changed."""
+    if not rows:
+        return
+    keys = sorted({(r.device_key, r.pollutant, r.period.value, _hour(r.time)) for r in rows})
+    dev, pol, per, hour = (list(col) for col in zip(*keys, strict=True))
+    conn.execute(
+        _ROLLUP_RECOMPUTE,
+        (dev, pol, per, hour, min(hour), max(hour) + timedelta(hours=1)),
+    )
 
 
 def _queue_rejudging(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
@@ -123,11 +286,12 @@ def _queue_rejudging(conn: psycopg.Connection, rows: Sequence[StoredReading]) ->
     stale = sorted({(r.site_key, _hour(r.time)) for r in rows if r.time < current})
     if not stale:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "insert into rejudge_queue (site_key, hour) values (%s, %s) on conflict do nothing",
-            stale,
-        )
+    sites, hours = (list(c) for c in zip(*stale, strict=True))
+    conn.execute(
+        "insert into rejudge_queue (site_key, hour)"
+        " select * from unnest(%s::integer[], %s::timestamptz[]) on conflict do nothing",
+        (sites, hours),
+    )
 
 
 def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
@@ -139,65 +303,38 @@ def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> N
             newest[key] = r
         if r.flag == "N" and (key not in newest_valid or r.time >= newest_valid[key].time):
             newest_valid[key] = r
-    with conn.cursor() as cur:
-        cur.executemany(
-            """
-            insert into latest_readings as l
-                (site_key, pollutant, period, device_key, time, value, unit, flag)
-            values (%s, %s, %s, %s, %s, %s, %s, %s)
-            on conflict (site_key, pollutant, period) do update
-                set device_key = excluded.device_key, time = excluded.time,
-                    value = excluded.value, unit = excluded.unit, flag = excluded.flag
-                where excluded.time >= l.time
-            """,
-            [
-                (
-                    r.site_key,
-                    r.pollutant,
-                    r.period.value,
-                    r.device_key,
-                    r.time,
-                    r.value,
-                    r.unit,
-                    r.flag,
-                )
-                for r in newest.values()
-            ],
-        )
-        cur.executemany(
-            "update latest_readings set valid_received_at = now()"
-            " where site_key = %s and pollutant = %s and period = %s",
-            [(r.site_key, r.pollutant, r.period.value) for r in newest_valid.values()],
-        )
-
-
-# Constant text assembled once; every value is a bound parameter.
-_PLAIN_ROLLUP_UPSERT = (
-    "insert into readings_hourly (device_key, site_key, pollutant, period, unit, hour, n,"  # noqa: S608
-    " n_valid, mean, min, max, mean_all, flags_mask) "
-    + ROLLUP_SELECT.format(bucket="date_trunc('hour', time, 'UTC')")
-    + """
-      and (device_key, pollutant, period, date_trunc('hour', time, 'UTC')) in (
-          select * from unnest(%s::integer[], %s::text[], %s::averaging_period[],
-                               %s::timestamptz[]))
-      and time >= %s and time < %s
-    group by device_key, pollutant, period, date_trunc('hour', time, 'UTC')
-    on conflict (device_key, pollutant, period, hour) do update set
-        site_key = excluded.site_key, unit = excluded.unit, n = excluded.n,
-        n_valid = excluded.n_valid, mean = excluded.mean, min = excluded.min,
-        max = excluded.max, mean_all = excluded.mean_all, flags_mask = excluded.flags_mask
-    """
-)
-
-
-def _refresh_plain_rollup(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
-    """Recompute exactly the hour buckets this batch touched, late data included."""
-    keys = sorted({(r.device_key, r.pollutant, r.period.value, _hour(r.time)) for r in rows})
-    dev, pol, per, hour = (list(col) for col in zip(*keys, strict=True))
+    latest = sorted(newest.values(), key=lambda r: (r.site_key, r.pollutant, r.period.value))
     conn.execute(
-        _PLAIN_ROLLUP_UPSERT,
-        (dev, pol, per, hour, min(hour), max(hour) + timedelta(hours=1)),
+        """
+        insert into latest_readings as l
+            (site_key, pollutant, period, device_key, time, value, unit, flag)
+        select * from unnest(%s::integer[], %s::text[], %s::averaging_period[], %s::integer[],
+                             %s::timestamptz[], %s::double precision[], %s::text[], %s::char(1)[])
+        on conflict (site_key, pollutant, period) do update
+            set device_key = excluded.device_key, time = excluded.time,
+                value = excluded.value, unit = excluded.unit, flag = excluded.flag
+            where excluded.time >= l.time
+        """,
+        [
+            [r.site_key for r in latest],
+            [r.pollutant for r in latest],
+            [r.period.value for r in latest],
+            [r.device_key for r in latest],
+            [r.time for r in latest],
+            [r.value for r in latest],
+            [r.unit for r in latest],
+            [r.flag for r in latest],
+        ],
     )
+    if newest_valid:
+        keys = sorted((k[0], k[1], k[2].value) for k in newest_valid)
+        sites, pols, pers = (list(c) for c in zip(*keys, strict=True))
+        conn.execute(
+            "update latest_readings l set valid_received_at = now()"
+            " from unnest(%s::integer[], %s::text[], %s::averaging_period[]) as k(s, p, a)"
+            " where l.site_key = k.s and l.pollutant = k.p and l.period = k.a",
+            (sites, pols, pers),
+        )
 
 
 def refresh_late_aggregate(

@@ -491,6 +491,90 @@ def _reports(_: Options) -> Sequence[str]:
     ]
 
 
+def _wide_readings(opts: Options) -> Sequence[str]:
+    """Plain PostgreSQL: one row per device, period and minute instead of one per value.
+
+    A row per value pays PostgreSQL's tuple header (24 bytes) and a primary-key entry for every
+    number; a device's minute of 8-10 pollutants in one row pays them once. ``readings`` becomes
+    a view with the same columns, so every query reads either path alike. TimescaleDB keeps
+    narrow rows: its compression stores each series column-wise, and its continuous aggregate
+    needs the hypertable itself.
+    """
+    if opts.mode is StorageMode.TIMESCALEDB:
+        return []
+    return [
+        # (pollutant, canonical unit) pairs as small integers; a value's unit travels with it.
+        """
+        create table reading_codes (
+            id smallint generated always as identity primary key,
+            pollutant text not null,
+            unit text not null,
+            unique (pollutant, unit)
+        )""",
+        # Column order packs the fixed-width columns before the arrays (no alignment padding).
+        # codes are ascending; vals and flags (one HJ 212 flag character per value) follow them.
+        """
+        create table reading_rows (
+            time timestamptz not null,
+            device_key integer not null,
+            site_key integer not null,
+            period averaging_period not null,
+            codes smallint[] not null,
+            vals double precision[] not null,
+            flags text not null,
+            primary key (device_key, period, time),
+            check (cardinality(codes) = cardinality(vals) and cardinality(vals) = length(flags))
+        )""",
+        # Merge a resent or partial minute into the stored one: a new value for a pollutant
+        # replaces the old one (whatever its unit), pollutants not resent are kept.
+        """
+        create function reading_rows_merge(
+            old_codes smallint[], old_vals double precision[], old_flags text,
+            new_codes smallint[], new_vals double precision[], new_flags text,
+            out codes smallint[], out vals double precision[], out flags text)
+        language sql stable as $$
+            with n as (
+                select u.code, u.val, substr(new_flags, u.i::integer, 1) as flag, c.pollutant
+                from unnest(new_codes, new_vals) with ordinality as u(code, val, i)
+                join reading_codes c on c.id = u.code
+            ), o as (
+                select u.code, u.val, substr(old_flags, u.i::integer, 1) as flag
+                from unnest(old_codes, old_vals) with ordinality as u(code, val, i)
+                join reading_codes c on c.id = u.code
+                where c.pollutant not in (select pollutant from n)
+            ), m as (
+                select code, val, flag from n union all select code, val, flag from o
+            )
+            select array_agg(code order by code), array_agg(val order by code),
+                   string_agg(flag, '' order by code)
+            from m
+        $$""",
+        """
+        insert into reading_codes (pollutant, unit)
+        select distinct pollutant, unit from readings order by 1, 2""",
+        """
+        insert into reading_rows (time, device_key, site_key, period, codes, vals, flags)
+        select r.time, r.device_key, max(r.site_key), r.period,
+               array_agg(c.id order by c.id), array_agg(r.value order by c.id),
+               string_agg(r.flag, '' order by c.id)
+        from readings r join reading_codes c using (pollutant, unit)
+        group by r.device_key, r.period, r.time""",
+        "drop table readings",
+        """
+        create view readings as
+        select r.time, r.device_key, r.site_key, c.pollutant, r.period, u.value, c.unit,
+               substr(r.flags, u.i::integer, 1)::char(1) as flag
+        from reading_rows r
+        cross join lateral unnest(r.codes, r.vals) with ordinality as u(code, value, i)
+        join reading_codes c on c.id = u.code""",
+        # Running sums, so a new minute adds to its hour instead of recomputing it.
+        "alter table readings_hourly add column sum_valid double precision not null default 0",
+        "alter table readings_hourly add column sum_all double precision not null default 0",
+        "update readings_hourly set sum_valid = coalesce(mean * n_valid, 0),"
+        " sum_all = mean_all * n",
+    ]
+
+
 def _subscriptions(_: Options) -> Sequence[str]:
     return [
         # A citizen's standing request to be told about a place. The target (an address or a
@@ -573,11 +657,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "regulator API tokens", _tokens),
     Migration(4, "values under unknown HJ 212 codes", _unknown_values),
     Migration(5, "compliance: judgements, episodes, audit log, notifications", _compliance),
+    Migration(6, "readings as one row per device and minute (plain PostgreSQL)", _wide_readings),
     Migration(7, "citizen reports", _reports),
     Migration(8, "subscriptions", _subscriptions),
 )
-
-ROLLUP_SELECT = _ROLLUP_SELECT
 
 
 def _bootstrap(conn: psycopg.Connection) -> None:
