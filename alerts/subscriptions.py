@@ -76,9 +76,14 @@ def fan_out(conn: psycopg.Connection, now: datetime, *, lookback: timedelta) -> 
     """Queue a delivery for every new public event and every confirmed subscription it
     concerns; returns how many were queued. Run inside one transaction."""
     since = now - lookback
+    events = store.claim_episode_events(conn, since)
+    replies = store.claim_report_replies(conn, since)
+    store.prune_fanout(conn, since - lookback)
+    if not events and not replies:
+        return 0  # the usual case, every few seconds: no need to read the subscriptions
     subscriptions = [(row, scope_of(row)) for row in store.active(conn)]
     queued = 0
-    for event in store.claim_episode_events(conn, since):
+    for event in events:
         place = Place(
             enterprise_id=event["enterprise_id"],
             district_id=event["district_id"],
@@ -96,7 +101,7 @@ def fan_out(conn: psycopg.Connection, now: datetime, *, lookback: timedelta) -> 
                     episode_id=event["episode_id"],
                     due_at=now,
                 )
-    for reply in store.claim_report_replies(conn, since):
+    for reply in replies:
         place = Place(
             district_id=reply["district_id"],
             lon=reply["lon"],
@@ -113,7 +118,6 @@ def fan_out(conn: psycopg.Connection, now: datetime, *, lookback: timedelta) -> 
                     reply_id=reply["reply_id"],
                     due_at=now,
                 )
-    store.prune_fanout(conn, since - lookback)
     return queued
 
 
