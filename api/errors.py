@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.access_log import redact_queries
 from domain.errors import SunlightError
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
+    # Every app gets it, however it is served: an access log must not carry link tokens.
+    redact_queries()
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
