@@ -17,7 +17,8 @@ import folium
 from branca.element import MacroElement
 from folium.template import Template
 
-from domain.reports import CATEGORY_LABELS
+from domain.reports import CATEGORY_LABELS, STATUS_LABELS
+from maps.report_page import STATUS_COLOURS
 
 LABELS: Final[dict[str, dict[str, str]]] = {
     "en": {
@@ -39,6 +40,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "link": "Your tracking link",
         "no_location": "Your browser did not give a location: ",
         "failed": "Sending failed: ",
+        "recent": "Citizen report",
+        "details": "Report, replies and evidence",
     },
     "zh": {
         "open": "举报污染",
@@ -59,8 +62,12 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "link": "您的跟踪链接",
         "no_location": "浏览器未能提供位置：",
         "failed": "提交失败：",
+        "recent": "市民举报",
+        "details": "举报、答复与证据",
     },
 }
+
+RECENT_DAYS: Final = 30  # reports shown on the map
 
 CSS: Final = """<style>
 .sl-report { background: #fff; padding: 0; max-width: 320px; font-size: 13px; }
@@ -187,6 +194,50 @@ _SCRIPT: Final = Template(
                 return div;
             }
         });
+        // Reports of the last 30 days, coloured by status: a resident sees whether others
+        // noticed the same, an inspector sees where they cluster. Text goes in as text nodes.
+        var since = new Date(Date.now() - cfg.days * 864e5).toISOString();
+        fetch(cfg.api + "?limit=1000&start=" + encodeURIComponent(since))
+            .then(function (r) { return r.ok ? r.json() : null; })
+            .then(function (fc) {
+                if (!fc) { return; }
+                var layer = L.layerGroup();
+                fc.features.forEach(function (f) {
+                    var p = f.properties, c = f.geometry.coordinates;
+                    var own = Object.prototype.hasOwnProperty;
+                    var status = own.call(cfg.statuses, p.status)
+                        ? cfg.statuses[p.status] : p.status;
+                    var what = own.call(cfg.categories, p.category)
+                        ? cfg.categories[p.category] : p.category;
+                    var marker = L.circleMarker([c[1], c[0]], {radius: 6, color: "#fff",
+                        weight: 2, dashArray: "2 2", fillOpacity: 0.9,
+                        fillColor: own.call(cfg.colours, p.status)
+                            ? cfg.colours[p.status] : "#777"});
+                    marker.bindTooltip(t.recent + ": " + what + " · " + status,
+                                       {direction: "top", offset: [0, -6]});
+                    marker.bindPopup(function () {
+                        var div = document.createElement("div");
+                        div.className = "sl-popup sl-report-popup";
+                        var h = document.createElement("h4");
+                        h.textContent = t.recent + ": " + what;
+                        var meta = document.createElement("p");
+                        meta.className = "sl-meta";
+                        meta.textContent = status + " · "
+                            + p.received_at.slice(0, 16).replace("T", " ") + " UTC";
+                        var text = document.createElement("p");
+                        text.textContent = p.description;
+                        var a = document.createElement("a");
+                        a.href = p.page_url + "?lang=" + cfg.lang;
+                        a.textContent = t.details + " →";
+                        [h, meta, text, a].forEach(function (e) { div.appendChild(e); });
+                        return div;
+                    }, {maxWidth: 320});
+                    layer.addLayer(marker);
+                });
+                layer.addTo(map);
+            })
+            .catch(function () { /* the map is useful without the reports layer */ });
+
         var control = new Control();
         control.addTo(map);
         var root = control.getContainer();
@@ -330,6 +381,14 @@ def add_report_control(fmap: folium.Map, *, lang: str, api_url: str = "/api/v1/r
                 "html": _form_html(lang),
                 "api": api_url.rstrip("/"),
                 "lang": lang,
+                "days": RECENT_DAYS,
+                "statuses": {
+                    k.value: v[1 if lang == "zh" else 0] for k, v in STATUS_LABELS.items()
+                },
+                "categories": {
+                    k.value: v[1 if lang == "zh" else 0] for k, v in CATEGORY_LABELS.items()
+                },
+                "colours": STATUS_COLOURS,
             }
         ),
         name="sunlight_report",

@@ -258,6 +258,7 @@ def build_report_page(doc: Mapping[str, Any], *, lang: str = "en", map_url: str 
     radius = round(evidence["radius_m"])
     window = f"{_time(evidence['window']['start'])} – {_time(evidence['window']['end'])}"
     colour = STATUS_COLOURS.get(status, "#4d4d4d")
+    other = "en" if lang == "zh" else "zh"
     return f"""<!DOCTYPE html>
 <html lang="{"zh-Hans" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -276,7 +277,8 @@ th, td {{ text-align: left; padding: .15em .8em .15em 0; vertical-align: top; }}
 .photo {{ max-width: 100%; border: 1px solid #ccc; }}
 li {{ margin-bottom: .6em; }}
 </style></head><body>
-<p><a href="{_e(map_url)}">← {_e(words["back"])}</a></p>
+<p><a href="{_e(map_url)}">← {_e(words["back"])}</a> ·
+<a href="?lang={other}" hreflang="{other}">{"English" if lang == "zh" else "中文"}</a></p>
 <h1>{_e(words["title"])}: {_e(category)}</h1>
 <p><span class="badge status" style="background:{colour}">{_e(status_label)}</span> {timing}</p>
 <p class="note">{_e(words["tracking"])}</p>

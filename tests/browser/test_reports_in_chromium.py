@@ -31,6 +31,16 @@ DONGSHAN = (40.07, 116.47)  # (lat, lon): in Dongshan, clear of every marker
 GANGKOU = (39.90, 116.45)
 CONTACT = "downwind-resident@example.org"
 
+COUNT_REPORTS = """() => {
+    let n = 0;
+    for (const key of Object.keys(window)) {
+        const v = window[key];
+        if (v instanceof L.Map) {
+            v.eachLayer(l => { if (l instanceof L.CircleMarker && l.options.dashArray === "2 2") n++; });
+        }
+    }
+    return n;
+}"""
 FIND_MAP = """() => {
     for (const key of Object.keys(window)) {
         if (window[key] instanceof L.Map) { return key; }
@@ -171,6 +181,9 @@ def test_report_on_the_map_then_see_the_reply(
     assert CONTACT not in page.content()
     if lang == "en":
         assert page.locator("img.photo").evaluate("img => img.naturalWidth") == 120
+    # Back on the map, the report is one of the recent reports drawn there.
+    page.goto(f"{api_server}/map?lang={lang}", wait_until="networkidle")
+    assert page.evaluate(COUNT_REPORTS) == 1
     with psycopg.connect(database_url) as conn:
         assert conn.execute("select contact from citizen_report_contacts").fetchall() == [
             (CONTACT,)
