@@ -618,6 +618,10 @@ def _subscriptions(_: Options) -> Sequence[str]:
             fanned_at timestamptz not null default now(),
             primary key (source, source_id)
         )""",
+        # The fan-out scans recent public events every few seconds.
+        "create index episode_events_public on episode_events (at)"
+        " where kind in ('opened', 'reopened', 'resolved')",
+        "create index citizen_report_replies_created on citizen_report_replies (created_at)",
         # The subscribers' outbox, apart from the offices' notifications: one row per
         # subscription and event, sent with retries and backoff.
         """
