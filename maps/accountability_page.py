@@ -205,11 +205,12 @@ def build_regulators_page(
             f"<td>{_share(rp['within_deadline'], lang)}</td>"
             f'<td class="n">{ep["open_now"] + rp["open_now"]}</td></tr>'
         )
-    api = _url(
-        "/api/v1/regulators",
-        **({"period": period["label"]} if period["label"] in PERIOD_KEYS else {}),
-        scope=scope,
+    window = (
+        {"period": period["label"]}
+        if period["label"] in PERIOD_KEYS
+        else {"from": period["from"], "to": period["to"]}
     )
+    api = _url("/api/v1/regulators", **window, scope=scope)
     csv_url = f"{api}&format=csv"
     return f"""{_head(words["title"], lang)}
 <p><a href="{_e(map_url)}">← {_e(words["map"])}</a></p>

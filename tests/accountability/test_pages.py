@@ -27,6 +27,8 @@ def test_regulators_page_compares_offices(api: TestClient) -> None:
     assert "/regulators/lc-eeb-gangkou?lang=en" in gangkou
     assert "/regulators?period=90d&amp;scope=office&amp;lang=en" in page
     assert "/api/v1/regulators?period=30d&amp;scope=office&amp;format=csv" in page
+    custom = api.get("/regulators", params={"from": "2026-01-01T00:00:00Z"}).text
+    assert "/api/v1/regulators?from=2026-01-01T00%3A00%3A00Z&amp;to=" in custom
     tree = api.get("/regulators", params={"scope": "subtree", "period": "30d"}).text
     city = tree.split('data-office="lc-eeb"')[1].split("</tr>")[0]
     assert "35 min / 3.2 h" in city  # 35 and 195 minutes
