@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.types import Message, Receive
 
 from api.auth import RegulatorDep
 from api.deps import ConnDep, SettingsDep
@@ -42,7 +45,54 @@ from store import reports as store
 from store import sites
 from sunlight.settings import Settings
 
-router = APIRouter(tags=["citizen reports"])
+SUBMIT_PATH = "/api/v1/reports"
+# Room for the form's text fields and multipart headers besides the photo.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def _bounded(receive: Receive, limit: int, photo_limit: int) -> Receive:
+    """``receive`` that stops a body growing past ``limit`` bytes while it arrives."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, _too_large(photo_limit))
+        return message
+
+    return wrapped
+
+
+def _too_large(photo_limit: int) -> str:
+    return f"the report is larger than its photo limit ({photo_limit} bytes) allows"
+
+
+class _SubmissionRoute(APIRoute):
+    """Refuses an oversized report before its body is read, by Content-Length or while it
+    streams: otherwise a huge upload would be spooled to disk before the photo check."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.path != SUBMIT_PATH or "POST" not in (self.methods or ()):
+            return handler
+
+        async def bounded(request: Request) -> Response:
+            photo_limit = request.app.state.settings.reports_photo_max_bytes
+            limit = photo_limit + FORM_OVERHEAD_BYTES
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:
+                raise HTTPException(413, _too_large(photo_limit))
+            return await handler(
+                Request(request.scope, _bounded(request.receive, limit, photo_limit))
+            )
+
+        return bounded
+
+
+router = APIRouter(tags=["citizen reports"], route_class=_SubmissionRoute)
 
 PAGE_PATH = "/reports/{code}"
 MAX_DESCRIPTION = 4000
@@ -101,7 +151,7 @@ def new_challenge(conn: ConnDep, settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.post(
-    "/api/v1/reports",
+    SUBMIT_PATH,
     status_code=201,
     summary="Report pollution you see, smell or hear",
     description="A `multipart/form-data` form. The report goes to the office whose "

@@ -288,3 +288,28 @@ def test_evidence_names_nearby_enterprises_and_stations(api: TestClient, databas
     station = near["stations"][0]
     assert station["id"] == "lc-aq-old-town"
     assert [h["mean"] for h in station["hourly"]["pm25"]] == [75.0]
+
+
+def test_oversized_body_is_refused_before_it_is_read(database_url: str) -> None:
+    """A body far over the photo limit is refused with 413, by Content-Length or, sent in
+    chunks without one, as soon as it grows past the limit."""
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    with make_client(database_url, reports_photo_max_bytes=20_000) as api:
+        boundary = "sunlightboundary"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="x.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        declared = api.post("/api/v1/reports", content=head + b"\xff" * 200_000, headers=headers)
+        assert declared.status_code == 413
+        assert "20000 bytes" in declared.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the count while reading stops it
+            yield head
+            for _ in range(10):
+                yield b"\xff" * 65_536
+
+        streamed = api.post("/api/v1/reports", content=chunks(), headers=headers)
+        assert streamed.status_code == 413
+        assert "20000 bytes" in streamed.json()["detail"]
