@@ -37,6 +37,7 @@ def api_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         ("en", "How regulators answer", "Lumen City EEB, Gangkou Branch", "25 min / 72 min"),
         ("zh", "监管部门履职记录", "明光市生态环境局港口分局", "25 分钟 / 72 分钟"),
     ],
+    ids=["en", "zh"],
 )
 def test_accountability_pages_render(
     api_url: str,
