@@ -529,4 +529,13 @@ class Subscribers:
             detail=outcome.detail,
             next_attempt_at=outcome.next_attempt_at,
         )
+        if not outcome.ok and not outcome.retryable and _gone(outcome.detail):
+            logger.info("subscription %s ended: %s", row["subscription_id"], outcome.detail)
+            store.end_gone(conn, row["subscription_id"], datetime.now(UTC))
         return int(outcome.ok)
+
+
+def _gone(detail: str) -> bool:
+    """Whether a final failure says the target no longer exists: a webhook's ``410 Gone``, or
+    a mail server refusing the recipient for good (5xx). Sending again would only be noise."""
+    return detail.startswith(("HTTP 410", "recipient refused"))

@@ -147,6 +147,20 @@ def unsubscribe(conn: psycopg.Connection, token: str, now: datetime) -> Row:
     return row
 
 
+def end_gone(conn: psycopg.Connection, subscription_id: int, now: datetime) -> None:
+    """End a subscription whose target said it no longer exists (a mailbox refused for good,
+    a webhook answering 410 Gone), and drop its unsent messages."""
+    conn.execute(
+        "update subscriptions set unsubscribed_at = coalesce(unsubscribed_at, %s) where id = %s",
+        (now, subscription_id),
+    )
+    conn.execute(
+        "update subscriber_deliveries set status = 'cancelled', last_error = 'target gone'"
+        " where subscription_id = %s and status = 'pending'",
+        (subscription_id,),
+    )
+
+
 def find_by_unsubscribe_token(conn: psycopg.Connection, token: str) -> Row:
     """What the unsubscribe page may show: kind, scope and state, never the target."""
     row = (

@@ -529,3 +529,30 @@ def test_spent_addresses_are_forgotten(
     assert "expired" in expired.json()["detail"]
     page = api.get(leave, headers={"Accept": "text/html"})
     assert "You are unsubscribed" in page.text
+
+
+def test_targets_that_are_gone_end_their_subscription(
+    api: TestClient, settings: Settings, smtp: tuple[Inbox, int]
+) -> None:
+    """A webhook answering 410 Gone, or a mail server refusing the address for good (550),
+    ends the subscription: nothing more is queued or sent to it."""
+    inbox, _ = smtp
+    with webhook_receiver("s") as hook:
+        confirmed_subscription(api, settings, hook.url, scope="district", district="lc-nanhe")
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute("update subscriber_deliveries set status = 'cancelled'")  # challenge
+        inbox.refuse = "550 5.1.1 no such mailbox"
+        subscribe(api, channel="email", target=EMAIL, scope="district", district="lc-nanhe")
+        hook.statuses.append(410)
+        open_episode(settings.database_url, "lc-cm2-kiln1", "lc-eeb-nanhe")
+        run(settings)
+        assert len(hook.requests) == 1
+        with psycopg.connect(settings.database_url) as conn:
+            ended = conn.execute(
+                "select kind, unsubscribed_at is not null from subscriptions order by id"
+            ).fetchall()
+        assert ended == [("webhook", True), ("email", True)]
+        open_episode(settings.database_url, "lc-ww1-out1", "lc-eeb-nanhe")
+        run(settings)
+        assert len(hook.requests) == 1
+        assert inbox.messages == []
