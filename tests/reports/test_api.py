@@ -313,3 +313,41 @@ def test_oversized_body_is_refused_before_it_is_read(database_url: str) -> None:
         streamed = api.post("/api/v1/reports", content=chunks(), headers=headers)
         assert streamed.status_code == 413
         assert "20000 bytes" in streamed.json()["detail"]
+
+
+def test_list_filters(api: TestClient, database_url: str) -> None:
+    """The public list filters by place (radius, bbox, district), category, status, office and
+    time, pages with meta.found, and the office's list by unanswered."""
+    near = submit(api, lon=116.300, lat=39.880, category="odour").json()  # Nanhe
+    also_near = submit(api, lon=116.305, lat=39.882, category="smoke").json()  # ~500 m away
+    far = submit(api, lon=116.50, lat=40.03, category="odour").json()  # Dongshan
+
+    def codes(**params: object) -> list[str]:
+        answer = api.get("/api/v1/reports", params=params)
+        assert answer.status_code == 200, answer.text
+        return [f["id"] for f in answer.json()["features"]]
+
+    assert codes(coordinates="39.880,116.300", radius=1000) == [
+        also_near["tracking_code"],
+        near["tracking_code"],
+    ]
+    assert codes(coordinates="39.880,116.300", radius=100) == [near["tracking_code"]]
+    assert codes(bbox="116.4,39.95,116.6,40.1") == [far["tracking_code"]]
+    assert codes(district="lc-nanhe", category="odour") == [near["tracking_code"]]
+    assert codes(regulator="lc-eeb-dongshan") == [far["tracking_code"]]
+    assert codes(end="2000-01-01T00:00:00Z") == []
+    assert len(codes(start="2000-01-01T00:00:00Z")) == 3
+    page = api.get("/api/v1/reports", params={"limit": 2, "page": 2}).json()
+    assert (page["meta"]["found"], [f["id"] for f in page["features"]]) == (
+        3,
+        [near["tracking_code"]],
+    )
+    assert api.get("/api/v1/reports", params={"radius": 100}).status_code == 422
+    assert api.get("/api/v1/reports", params={"status": "lost"}).status_code == 422
+    nanhe = token(database_url, "lc-eeb-nanhe")
+    api.post(
+        f"/api/v1/regulator/reports/{near['id']}/replies", json={"body": "seen"}, headers=nanhe
+    )
+    mine = api.get("/api/v1/regulator/reports", params={"unanswered": True}, headers=nanhe)
+    assert [r["id"] for r in mine.json()["results"]] == [also_near["id"]]
+    assert mine.json()["results"][0]["lon"] == 116.305  # the office sees the exact point
