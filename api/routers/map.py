@@ -56,7 +56,6 @@ def enterprise_page(
     return HTMLResponse(html)
 
 
-
 @router.get(
     "/reports/{tracking_code}",
     response_class=HTMLResponse,
@@ -70,6 +69,7 @@ def report_page(
 ) -> HTMLResponse:
     doc = report_document(conn, settings, tracking_code)
     return HTMLResponse(build_report_page(doc, lang=lang, map_url=f"/map?lang={lang}"))
+
 
 MEASURES = {
     "exceedance_hours": ("Exceedance hours, 30 days", "30天超标小时数"),
