@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 import sunlight
 from api import errors
+from api.cache import Reuse
 from api.middleware import CachingMiddleware, RateLimiter, RateLimitMiddleware
 from api.routers import accountability as accountability_router
 from api.routers import episodes, health, regulator, sites
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
         license_info={"name": "Data: CC BY 4.0"},
     )
     app.state.settings = settings
+    app.state.reuse = Reuse(settings.api_cache_seconds)
     errors.install(app)
     # Outermost last: gzip wraps everything; the rate limit runs before any work is done.
     app.add_middleware(CachingMiddleware)

@@ -97,6 +97,11 @@ class CachingMiddleware(BaseHTTPMiddleware):
         if "authorization" in request.headers:
             response.headers["Cache-Control"] = "private, no-store"
             return response
+        if "etag" in response.headers:
+            # Reused bodies (api.cache) carry the ETag computed once when built; hashing
+            # them again on every request would cost as much as serving them.
+            response.headers["Cache-Control"] = f"public, max-age={self.max_age_s}"
+            return response
         body = b""
         async for chunk in response.body_iterator:  # type: ignore[attr-defined]
             body += chunk if isinstance(chunk, bytes) else chunk.encode()

@@ -31,7 +31,7 @@ from domain.readings import Flag
 from maps.assets import DEFAULT_PREFIX, LEAFLET, MARKERCLUSTER, css_urls, js_urls
 from maps.report_form import add_report_control
 
-__all__ = ["OSM_ATTRIBUTION", "OSM_TILES", "build_map"]
+__all__ = ["OSM_ATTRIBUTION", "OSM_TILES", "build_map", "popup_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +306,13 @@ def _on_each_feature(tooltip_options: Mapping[str, object]) -> JsCode:
         "    var p = feature.properties;\n"
         "    if (p.p) { layer.bindPopup(function () { return sunlight_popup(p.p); },"
         " {maxWidth: 420}); }\n"
+        # A large map carries only a URL per site (``popup_url``): the popup is fetched once,
+        # when first opened, and shown in place of the placeholder.
+        "    if (p.q) { layer.bindPopup(function () {\n"
+        "        fetch(p.q).then(function (r) { return r.json(); })\n"
+        "            .then(function (d) { layer.setPopupContent(sunlight_popup(d)); });\n"
+        "        return '<div class=\"sl-popup\">…</div>';\n"
+        "    }, {maxWidth: 420}); }\n"
         f"    if (p.t) {{ layer.bindTooltip(p.t, {json.dumps(tooltip_options)}); }}\n"
         "}"
     )
@@ -345,6 +352,7 @@ def build_map(
     measure_links: Sequence[tuple[str, str, bool]] = (),
     enterprise_url: str = "",
     report_api: str | None = None,
+    popup_url: str | None = None,
 ) -> str:
     """Render the map page as a complete HTML document.
 
@@ -353,6 +361,10 @@ def build_map(
     URL template containing ``{z}`` (then ``attribution``, trusted HTML, is required).
     ``detail_url`` has ``{id}`` replaced by the URL-quoted station or outlet id.
     ``report_api``, when given, adds the "Report pollution" control posting there.
+    ``popup_url``, when given, has ``{kind}`` (``station`` or ``enterprise``) and ``{id}``
+    replaced per site; the page then carries only each site's position, colour and name, and
+    fetches its popup (JSON, as :func:`popup_data` makes it) when first opened: with thousands
+    of sites, inline popups make the page megabytes to download, parse and build.
     Raises ``ValueError`` for an unknown ``lang`` or ``tiles``, or input that is not a
     FeatureCollection; features without a usable geometry are left out and logged.
     """
@@ -367,6 +379,7 @@ def build_map(
     district_features = list(_polygons(districts))
     popups = _Popups(lang, labels, detail_url, district_features)
     popups.enterprise_url = enterprise_url
+    popups.popup_url = popup_url or ""
     # Choropleth: districts whose properties carry a numeric 'measure' are shaded by class.
     breaks = _breaks([f["properties"].get("measure") for f in district_features])
     popups.measure = (measure_label, breaks) if measure_label and breaks else None
@@ -458,6 +471,32 @@ def build_map(
 
     rendered: str = page.render()
     return rendered
+
+
+def popup_data(
+    kind: str,
+    site: Mapping[str, Any],
+    districts: Mapping[str, Any],
+    *,
+    lang: str = "en",
+    detail_url: str = "/api/v1/sites/{id}/readings?interval=hour",
+    enterprise_url: str = "",
+) -> dict[str, Any]:
+    """One site's popup, for a page built with ``popup_url``: the same escaped data an inline
+    popup carries. ``site`` is a GeoJSON Point feature as :func:`build_map` takes them; ``kind``
+    is ``station`` or ``enterprise``. Raises ``ValueError`` for anything else."""
+    if lang not in LABELS:
+        raise ValueError(f"lang must be one of {sorted(LABELS)}, not {lang!r}")
+    if kind not in ("station", "enterprise"):
+        raise ValueError(f"kind must be station or enterprise, not {kind!r}")
+    popups = _Popups(lang, LABELS[lang], detail_url, list(_polygons(districts)))
+    popups.enterprise_url = enterprise_url
+    points = list(_points(_collection([dict(site)]), f"{kind}s"))
+    if not points:
+        raise ValueError("the site has no usable point geometry")
+    feature = popups.station(points[0]) if kind == "station" else popups.enterprise(points[0])
+    popup: dict[str, Any] = feature["properties"]["p"]
+    return popup
 
 
 def _collection(features: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -628,6 +667,7 @@ class _Popups:
         self.pollutant_names: dict[str, str] = {}
         self.measure: tuple[str, list[float]] | None = None
         self.enterprise_url = ""  # '{id}' → the enterprise's page, linked from its name
+        self.popup_url = ""  # '{kind}', '{id}' → the site's popup, fetched when opened
 
     def texts(self) -> dict[str, Any]:
         """The page-wide words the popup script needs, escaped."""
@@ -650,8 +690,16 @@ class _Popups:
     def station(self, point: _Point) -> dict[str, Any]:
         props = point.props
         name = _name(props, self.lang)
-        section = self._section(props.get("latest"), props.get("id"), outlet=None)
         aqi = props.get("aqi") if isinstance(props.get("aqi"), Mapping) else None
+        if self.popup_url:
+            feature = self._lazy("station", point, name, [props.get("latest")])
+            colour = (
+                aqi.get("colour") if aqi is not None and isinstance(aqi.get("aqi"), int) else None
+            )
+            if isinstance(colour, str) and _HEX_COLOUR.match(colour):
+                feature["properties"]["c"] = colour
+            return feature
+        section = self._section(props.get("latest"), props.get("id"), outlet=None)
         pairs = [(self.labels["district"], self._district(props.get("district")))]
         colour = None
         if aqi is not None and isinstance(aqi.get("aqi"), int):
@@ -667,6 +715,16 @@ class _Popups:
     def enterprise(self, point: _Point) -> dict[str, Any]:
         props = point.props
         name = _name(props, self.lang)
+        if self.popup_url:
+            raw = props.get("latest")
+            feature = self._lazy(
+                "enterprise", point, name, list(raw.values()) if isinstance(raw, Mapping) else []
+            )
+            compliance = props.get("compliance")
+            status = compliance.get("status") if isinstance(compliance, Mapping) else None
+            if status in COMPLIANCE and status != "no_data":
+                feature["properties"]["c"] = COMPLIANCE[str(status)][0]
+            return feature
         industry = str(props.get("industry") or "")
         raw_latest = props.get("latest")
         latest = (
@@ -726,6 +784,24 @@ class _Popups:
             out["c"] = colour
         return {"type": "Feature", "geometry": feature["geometry"], "properties": out}
 
+    def _lazy(self, kind: str, point: _Point, name: str, latest: list[object]) -> dict[str, Any]:
+        """A marker without its popup: name, no-data mark and the URL its popup comes from.
+        The pollutant names its popup may show still go to the page-wide words."""
+        codes = {
+            str(code)
+            for values in latest
+            if isinstance(values, Mapping)
+            for code, reading in values.items()
+            if isinstance(reading, Mapping)
+        }
+        for code in codes:
+            if _text(code) not in self.pollutant_names:
+                self.pollutant_names[_text(code)] = _text(_pollutant_name(code, self.lang))
+        feature = _point_feature(point, None, _text(name), no_data=not codes)
+        site_id = quote(str(point.props.get("id") or ""), safe="")
+        feature["properties"]["q"] = self.popup_url.replace("{kind}", kind).replace("{id}", site_id)
+        return feature
+
     def _section(self, values: object, site_id: object, *, outlet: str | None) -> dict[str, Any]:
         rows = []
         for v in _latest(values):
@@ -761,10 +837,10 @@ class _Popups:
 
 
 def _point_feature(
-    point: _Point, popup: dict[str, Any], tooltip: str, *, no_data: bool
+    point: _Point, popup: dict[str, Any] | None, tooltip: str, *, no_data: bool
 ) -> dict[str, Any]:
     # Only pre-escaped strings and numbers go to the page: raw properties stay on the server.
-    props: dict[str, Any] = {"p": popup, "t": tooltip}
+    props: dict[str, Any] = {"p": popup, "t": tooltip} if popup is not None else {"t": tooltip}
     if no_data:
         props["nd"] = 1
     return {

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -189,31 +190,63 @@ def hourly_series(
     return rows
 
 
-def compliance_status(conn: psycopg.Connection, since: datetime) -> dict[str, Row]:
-    """Per enterprise: live exceedance and gap episodes, exceedance hours since ``since``, and
-    whether any hour since was judged compliant."""
+def compliance_status(
+    conn: psycopg.Connection, since: datetime, enterprise_id: str | None = None
+) -> dict[str, Row]:
+    """Per enterprise (or the one given): live exceedance and gap episodes, exceedance hours
+    since ``since``, and whether any hour since was judged compliant.
+
+    Each part reads only what it counts, through an index: live episodes (a partial index),
+    episodes and exceedances since ``since`` (indexes on their time), and one probe per permit
+    limit for a compliant judgement; nothing scans the whole history of judgements or episodes.
+    """
     rows = (
         conn.cursor(row_factory=dict_row)
         .execute(
             """
+        with outlets_of as (
+            select id, enterprise_id from outlets
+            where %(ent)s::text is null or enterprise_id = %(ent)s
+        ),
+        live as (
+            select o.enterprise_id,
+                   count(*) filter (where ep.kind = 'exceedance') as open_exceedances,
+                   count(*) filter (where ep.kind = 'gap') as open_gaps
+            from episodes ep join outlets_of o on o.id = ep.site_id
+            where ep.status <> 'resolved' group by 1
+        ),
+        opened as (
+            select o.enterprise_id, count(*) as episodes
+            from episodes ep join outlets_of o on o.id = ep.site_id
+            where ep.opened_at >= %(since)s group by 1
+        ),
+        exceeded as (
+            select o.enterprise_id, count(*) as exceedance_periods
+            from judgements j join outlets_of o on o.id = j.site_id
+            where j.start >= %(since)s and j.verdict = 'exceedance' group by 1
+        ),
+        compliant as (
+            select distinct o.enterprise_id
+            from outlets_of o join permit_limits l on l.outlet_id = o.id
+            where exists (select 1 from judgements j
+                          where j.site_id = l.outlet_id and j.pollutant = l.pollutant
+                            and j.period = l.period and j.start >= %(since)s
+                            and j.verdict = 'compliant')
+        )
         select e.id,
-               (select count(*) from episodes ep join outlets o on o.id = ep.site_id
-                 where o.enterprise_id = e.id and ep.status <> 'resolved'
-                   and ep.kind = 'exceedance') as open_exceedances,
-               (select count(*) from episodes ep join outlets o on o.id = ep.site_id
-                 where o.enterprise_id = e.id and ep.status <> 'resolved'
-                   and ep.kind = 'gap') as open_gaps,
-               (select count(*) from judgements j join outlets o on o.id = j.site_id
-                 where o.enterprise_id = e.id and j.start >= %(since)s
-                   and j.verdict = 'exceedance') as exceedance_periods,
-               (select count(*) from episodes ep join outlets o on o.id = ep.site_id
-                 where o.enterprise_id = e.id and ep.opened_at >= %(since)s) as episodes,
-               exists (select 1 from judgements j join outlets o on o.id = j.site_id
-                 where o.enterprise_id = e.id and j.start >= %(since)s
-                   and j.verdict = 'compliant') as judged_compliant
+               coalesce(live.open_exceedances, 0) as open_exceedances,
+               coalesce(live.open_gaps, 0) as open_gaps,
+               coalesce(exceeded.exceedance_periods, 0) as exceedance_periods,
+               coalesce(opened.episodes, 0) as episodes,
+               compliant.enterprise_id is not null as judged_compliant
         from enterprises e
+        left join live on live.enterprise_id = e.id
+        left join opened on opened.enterprise_id = e.id
+        left join exceeded on exceeded.enterprise_id = e.id
+        left join compliant on compliant.enterprise_id = e.id
+        where %(ent)s::text is null or e.id = %(ent)s
         """,
-            {"since": since},
+            {"since": since, "ent": enterprise_id},
         )
         .fetchall()
     )
@@ -373,24 +406,39 @@ def recent_hourly_means(
     conn: psycopg.Connection, since: datetime
 ) -> dict[str, dict[str, list[Row]]]:
     """{station: {pollutant: [{hour, mean}, …] newest first}} of valid hours (≥ 45 valid
-    minutes) since ``since``: what AQI needs (HJ 633's latest hour, EPA NowCast's 12 hours)."""
-    rows = (
-        conn.cursor(row_factory=dict_row)
-        .execute(
-            """
-        select d.site_id, h.pollutant, h.hour, h.mean
-        from readings_hourly h
-        join devices d on d.key = h.device_key
-        join stations s on s.id = d.site_id
-        where h.hour >= %s and h.period = 'minute' and h.n_valid >= 45
-          and h.pollutant in ('so2', 'no2', 'co', 'o3', 'pm10', 'pm25')
-        order by d.site_id, h.pollutant, h.hour desc
+    minutes) since ``since``: what AQI needs (HJ 633's latest hour, EPA NowCast's 12 hours).
+
+    One range probe of the rollup's primary key per station device and pollutant, so the cost
+    follows the number of stations, not the length of the history kept.
+    """
+    # ORDER BY … LIMIT inside the lateral keeps each probe on the index even when the planner
+    # would rather scan the whole rollup; 13 hourly buckets cover ``since`` = 12 h back.
+    hours = max(1, math.ceil((datetime.now(UTC) - since).total_seconds() / 3600) + 1)
+    rows = conn.cursor(row_factory=tuple_row).execute(
+        """
+        select d.site_id, p.pollutant, h.hours, h.means
+        from stations s
+        join devices d on d.site_id = s.id
+        cross join unnest(array['so2', 'no2', 'co', 'o3', 'pm10', 'pm25']) p(pollutant)
+        join lateral (
+            select array_agg(hour order by hour desc) as hours,
+                   array_agg(mean order by hour desc) as means
+            from (
+                select hour, mean, n_valid from readings_hourly
+                where device_key = d.key and pollutant = p.pollutant and period = 'minute'
+                  and hour >= %s
+                order by hour desc limit %s
+            ) newest
+            where n_valid >= 45
+        ) h on h.hours is not null
         """,
-            (since,),
-        )
-        .fetchall()
+        (since, hours),
     )
     out: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        out[r["site_id"]][r["pollutant"]].append({"hour": r["hour"], "mean": r["mean"]})
+    for site_id, pollutant, hours_of, means in rows:
+        # One row per series (a station may have several devices measuring one pollutant).
+        series = out[site_id][pollutant]
+        series.extend({"hour": h, "mean": m} for h, m in zip(hours_of, means, strict=True))
+        if len(series) > len(hours_of):
+            series.sort(key=lambda h: h["hour"], reverse=True)
     return out

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
+from api.cache import Body, json_body, respond
 from api.deps import ConnDep, SettingsDep
 from api.geojson import feature_collection, point_feature
 from api.routers.accountability import (
@@ -21,9 +22,10 @@ from api.routers.accountability import (
     resolve_window,
 )
 from api.routers.reports import report_document
-from api.routers.sites import enterprise_rows, list_districts, station_rows
+from api.routers.sites import all_enterprise_rows, all_station_rows, list_districts
+from domain.errors import NotFound
 from maps.accountability_page import build_office_page, build_regulators_page
-from maps.builder import build_map
+from maps.builder import build_map, popup_data
 from maps.enterprise_page import build_enterprise_page
 from maps.report_page import build_report_page
 from store import accountability, sites
@@ -82,44 +84,77 @@ Measure = Literal[
 ]
 
 
+DETAIL_URL = "/api/v1/sites/{id}/readings?interval=hour&pollutant=so2"
+# Up to this many sites the page carries every popup (no request when one is opened); past it,
+# popups are fetched from /map/popup when opened, so the page stays small enough to load fast.
+INLINE_POPUPS_UP_TO = 2000
+
+
+def map_enterprise(row: dict[str, Any]) -> dict[str, Any]:
+    """An enterprise as the map's popup reads it: its outlets' ids in order and their latest
+    values by outlet id (the list endpoint nests limits and values inside each outlet)."""
+    outlets = row.get("outlets") or []
+    return point_feature(
+        {
+            **{k: v for k, v in row.items() if k != "outlets"},
+            "outlets": [o["id"] for o in outlets],
+            "latest": {o["id"]: o.get("latest") or {} for o in outlets},
+        },
+        kind="enterprise",
+    )
+
+
 @router.get("/map", response_class=HTMLResponse, summary="Interactive map (HTML)")
-def map_page(
-    conn: ConnDep,
+async def map_page(
+    request: Request,
     settings: SettingsDep,
     lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
     measure: Annotated[
         Measure, Query(description="What shades the districts (choropleth), or 'none'.")
     ] = "exceedance_hours",
-) -> HTMLResponse:
-    districts = list_districts(conn)
-    if measure != "none":
-        summary = {
-            r["district"]: r[measure]
-            for r in sites.district_summary(conn, datetime.now(UTC) - timedelta(days=30))
-        }
-        for feature in districts["features"]:
-            value = summary.get(feature["id"])
-            feature["properties"]["measure"] = float(value) if value is not None else None
-    words = 1 if lang == "zh" else 0
-    links = [
-        (label[words], f"/map?lang={lang}&measure={key}", key == measure)
-        for key, label in MEASURES.items()
-    ]
-    html = build_map(
-        feature_collection([point_feature(r, kind="station") for r in station_rows(conn)]),
-        feature_collection([point_feature(r, kind="enterprise") for r in enterprise_rows(conn)]),
-        districts,
-        static_prefix=STATIC_PREFIX,
-        tiles=settings.map_tiles,
-        attribution=settings.map_tiles_attribution,
-        lang=lang,
-        detail_url="/api/v1/sites/{id}/readings?interval=hour&pollutant=so2",
-        measure_label=MEASURES[measure][words] if measure != "none" else None,
-        measure_links=links,
-        enterprise_url=f"/enterprises/{{id}}?lang={lang}",
-        report_api="/api/v1/reports",
-    )
-    return HTMLResponse(html)
+) -> Response:
+    """Built once per ``api_cache_seconds`` for each language and measure, then reused."""
+
+    def build() -> Body:
+        with request.app.state.pool.connection() as conn:
+            districts = list_districts(conn)
+            if measure != "none":
+                summary = {
+                    r["district"]: r[measure]
+                    for r in sites.district_summary(conn, datetime.now(UTC) - timedelta(days=30))
+                }
+                for feature in districts["features"]:
+                    value = summary.get(feature["id"])
+                    feature["properties"]["measure"] = float(value) if value is not None else None
+        words = 1 if lang == "zh" else 0
+        links = [
+            (label[words], f"/map?lang={lang}&measure={key}", key == measure)
+            for key, label in MEASURES.items()
+        ]
+        stations = [point_feature(r, kind="station") for r in all_station_rows(request)]
+        enterprises = [map_enterprise(r) for r in all_enterprise_rows(request)]
+        html = build_map(
+            feature_collection(stations),
+            feature_collection(enterprises),
+            districts,
+            static_prefix=STATIC_PREFIX,
+            tiles=settings.map_tiles,
+            attribution=settings.map_tiles_attribution,
+            lang=lang,
+            detail_url=DETAIL_URL,
+            measure_label=MEASURES[measure][words] if measure != "none" else None,
+            measure_links=links,
+            enterprise_url=f"/enterprises/{{id}}?lang={lang}",
+            report_api="/api/v1/reports",
+            popup_url=(
+                f"/map/popup/{{kind}}/{{id}}?lang={lang}"
+                if len(stations) + len(enterprises) > INLINE_POPUPS_UP_TO
+                else None
+            ),
+        )
+        return Body.of(html.encode(), "text/html; charset=utf-8")
+
+    return await respond(request, build)
 
 
 @router.get(
@@ -172,3 +207,35 @@ def regulator_page(
         lang=lang,
     )
     return HTMLResponse(html)
+
+
+@router.get(
+    "/map/popup/{kind}/{site_id}",
+    summary="One site's popup on a large map (JSON, HTML-escaped), fetched when it is opened",
+)
+async def map_popup(
+    request: Request,
+    kind: Annotated[Literal["station", "enterprise"], Path(description="station or enterprise")],
+    site_id: Annotated[str, Path(description="Station or enterprise id.", max_length=64)],
+    lang: Annotated[Literal["en", "zh"], Query(description="Label language: en or zh.")] = "en",
+) -> Any:
+    def build() -> Body:
+        rows = all_station_rows(request) if kind == "station" else all_enterprise_rows(request)
+        row = next((r for r in rows if r["id"] == site_id), None)
+        if row is None:
+            raise NotFound(f"no {kind} with id {site_id!r}")
+        site = point_feature(row, kind="station") if kind == "station" else map_enterprise(row)
+        with request.app.state.pool.connection() as conn:
+            districts = list_districts(conn)
+        return json_body(
+            popup_data(
+                kind,
+                site,
+                districts,
+                lang=lang,
+                detail_url=DETAIL_URL,
+                enterprise_url=f"/enterprises/{{id}}?lang={lang}",
+            )
+        )
+
+    return await respond(request, build)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from api.cache import Body, json_body, respond, reused
 from api.deps import ConnDep, SettingsDep
 from api.downloads import enterprises_csv, stations_csv
 from api.geojson import LICENSE, NOTICE, feature_collection, iso, jsonable, meta, point_feature
@@ -41,17 +44,22 @@ class Interval(StrEnum):
     summary="Ambient air stations with their latest values (GeoJSON)",
     response_description="A GeoJSON FeatureCollection of Point features.",
 )
-def list_stations(
-    conn: ConnDep,
+async def list_stations(
+    request: Request,
     where: Annotated[SiteFilter, Depends(site_filter)],
     paging: Annotated[Page, Depends(page_params)],
 ) -> Any:
-    rows = station_rows(conn, where)
-    shown = paging.slice(rows)
+    def build() -> Body:
+        rows = [r for r in all_station_rows(request) if where.keep(r)]
+        features = [point_feature(r, kind="station") for r in paging.slice(rows)]
+        return json_body(
+            feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+        )
+
     if paging.format == "csv":
-        return stations_csv(shown)
-    features = [point_feature(r, kind="station") for r in shown]
-    return feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+        rows = await run_in_threadpool(all_station_rows, request)
+        return stations_csv(paging.slice([r for r in rows if where.keep(r)]))
+    return await respond(request, build)
 
 
 @router.get(
@@ -59,20 +67,38 @@ def list_stations(
     summary="Regulated enterprises, their outlets, permit limits and latest values (GeoJSON)",
     response_description="A GeoJSON FeatureCollection of Point features.",
 )
-def list_enterprises(
-    conn: ConnDep,
+async def list_enterprises(
+    request: Request,
     where: Annotated[SiteFilter, Depends(site_filter)],
     paging: Annotated[Page, Depends(page_params)],
 ) -> Any:
-    rows = enterprise_rows(conn, where)
-    shown = paging.slice(rows)
+    def build() -> Body:
+        rows = [r for r in all_enterprise_rows(request) if where.keep(r)]
+        features = [point_feature(r, kind="enterprise") for r in paging.slice(rows)]
+        return json_body(
+            feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+        )
+
     if paging.format == "csv":
-        return enterprises_csv(shown)
-    features = [point_feature(r, kind="enterprise") for r in shown]
-    return feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+        rows = await run_in_threadpool(all_enterprise_rows, request)
+        return enterprises_csv(paging.slice([r for r in rows if where.keep(r)]))
+    return await respond(request, build)
 
 
 ALL_SITES = SiteFilter(None, None, None, None, None)
+
+
+def all_station_rows(request: Request) -> list[dict[str, Any]]:
+    """Every station with its latest values and AQI, shared by the list, the map and the
+    district summary, reused for ``api_cache_seconds``. Callers must not change the rows."""
+    rows: list[dict[str, Any]] = reused(request, "rows:stations", station_rows)
+    return rows
+
+
+def all_enterprise_rows(request: Request) -> list[dict[str, Any]]:
+    """Every enterprise with outlets, limits, latest values and compliance, reused likewise."""
+    rows: list[dict[str, Any]] = reused(request, "rows:enterprises", enterprise_rows)
+    return rows
 
 
 def station_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[str, Any]]:
@@ -103,13 +129,16 @@ def enterprise_rows(conn: ConnDep, where: SiteFilter = ALL_SITES) -> list[dict[s
     summary="An enterprise: outlets, permit limits, latest values, recent judgements, episodes",
 )
 def enterprise_detail(
+    request: Request,
     conn: ConnDep,
     enterprise_id: Annotated[str, Path(description="Enterprise id.", max_length=64)],
     days: Annotated[int, Query(ge=1, le=31, description="Days of judgements.")] = 7,
 ) -> dict[str, Any]:
     row = sites.enterprise(conn, enterprise_id)
-    full = next(r for r in sites.list_enterprises(conn) if r["id"] == enterprise_id)
-    status = sites.compliance_status(conn, datetime.now(UTC) - timedelta(days=30))
+    full = next((r for r in all_enterprise_rows(request) if r["id"] == enterprise_id), None)
+    if full is None:  # registered since the shared rows were built
+        full = next(r for r in sites.list_enterprises(conn) if r["id"] == enterprise_id)
+    status = sites.compliance_status(conn, datetime.now(UTC) - timedelta(days=30), enterprise_id)
     detail: dict[str, Any] = jsonable(
         {
             **row,
@@ -148,7 +177,17 @@ def station_aqi(means: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """HJ 633 hourly AQI of a station's newest valid hourly means (None without any)."""
     if not means:
         return None
-    values = {(pol, "1h"): Decimal(str(round(m["mean"], 3))) for pol, m in means.items()}
+    key = tuple(sorted((pol, round(m["mean"], 3), m["hour"]) for pol, m in means.items()))
+    return _station_aqi(key)
+
+
+# The AQI is computed in exact arithmetic (domain.aqi), a few milliseconds per station: for
+# thousands of stations, rebuilding the list would spend seconds recomputing AQIs of inputs
+# that have not changed since the last build (completed hours change once an hour). Results
+# are immutable in use (callers copy them into new JSON), so they are memoised by input.
+@functools.lru_cache(maxsize=32_768)
+def _station_aqi(key: tuple[tuple[str, float, datetime], ...]) -> dict[str, Any] | None:
+    values = {(pol, "1h"): Decimal(str(mean)) for pol, mean, _ in key}
     result = hj633_hourly(values)
     if result.aqi is None:
         return None
@@ -159,7 +198,7 @@ def station_aqi(means: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         "category_zh": result.category.name_zh if result.category else None,
         "colour": result.category.colour if result.category else None,
         "primary": list(result.primary_pollutants),
-        "hour": max(m["hour"] for m in means.values()),
+        "hour": max(hour for _, _, hour in key),
     }
 
 
@@ -168,20 +207,36 @@ def station_aqi_us(
 ) -> dict[str, Any] | None:
     """US EPA AQI from hourly means: NowCast for PM (12 h), 1 h O3/NO2/SO2, 8 h CO (≥ 6 h)."""
 
-    def by_hour(pol: str, count: int) -> list[float | None]:
+    def by_hour(pol: str, count: int) -> tuple[float | None, ...]:
         found = {h["hour"]: h["mean"] for h in hours.get(pol, [])}
-        return [found.get(latest - timedelta(hours=i)) for i in range(count)]
+        return tuple(found.get(latest - timedelta(hours=i)) for i in range(count))
 
+    return _station_aqi_us(
+        latest,
+        by_hour("pm25", 12),
+        by_hour("pm10", 12),
+        tuple(by_hour(pol, 1)[0] for pol in ("o3", "no2", "so2")),
+        by_hour("co", 8),
+    )
+
+
+@functools.lru_cache(maxsize=32_768)
+def _station_aqi_us(
+    latest: datetime,
+    pm25: tuple[float | None, ...],
+    pm10: tuple[float | None, ...],
+    last_o3_no2_so2: tuple[float | None, ...],
+    co_8h: tuple[float | None, ...],
+) -> dict[str, Any] | None:
     values: dict[tuple[str, str], Any] = {}
-    for pol in ("pm25", "pm10"):
-        value = nowcast(by_hour(pol, 12), pol)
+    for pol, series in (("pm25", pm25), ("pm10", pm10)):
+        value = nowcast(list(series), pol)
         if value is not None:
             values[(pol, "nowcast")] = value
-    for pol in ("o3", "no2", "so2"):
-        last = by_hour(pol, 1)[0]
+    for pol, last in zip(("o3", "no2", "so2"), last_o3_no2_so2, strict=True):
         if last is not None:
             values[(pol, "1h")] = Decimal(str(round(last, 3)))
-    co = [v for v in by_hour("co", 8) if v is not None]
+    co = [v for v in co_8h if v is not None]
     if len(co) >= 6:
         values[("co", "8h")] = Decimal(str(round(sum(co) / len(co), 3)))
     if not values:
@@ -280,12 +335,13 @@ def export_readings(
     summary="Per district: exceedance hours, open episodes and how fast its office acknowledges",
 )
 def districts_summary(
+    request: Request,
     conn: ConnDep,
     days: Annotated[int, Query(ge=1, le=366, description="Period, in days back from now.")] = 30,
 ) -> dict[str, Any]:
     rows = sites.district_summary(conn, datetime.now(UTC) - timedelta(days=days))
     aqis: dict[str, list[int]] = {}
-    for station in station_rows(conn):
+    for station in all_station_rows(request):
         if station["aqi"] is not None:
             aqis.setdefault(station["district"], []).append(station["aqi"]["aqi"])
     for row in rows:
@@ -300,10 +356,11 @@ def districts_summary(
 @router.get(
     "/sites/{site_id}/readings",
     summary="A station's or outlet's readings of one pollutant, raw or as hourly means",
+    response_model=dict[str, Any],
 )
-def site_readings(
+async def site_readings(
     *,
-    conn: ConnDep,
+    request: Request,
     settings: SettingsDep,
     site_id: Annotated[
         str,
@@ -339,7 +396,7 @@ def site_readings(
         ),
     ] = Interval.raw,
     limit: Annotated[int, Query(ge=1, le=50_000, description="Most points returned.")] = 10_000,
-) -> dict[str, Any]:
+) -> Response:
     code = get_pollutant(pollutant).code
     end_t = _parse_time(end, "end") or datetime.now(UTC)
     default_span = {
@@ -355,46 +412,54 @@ def site_readings(
         raise ValidationError(
             f"a {interval.value} query spans at most {span_limit.days} days; narrow start/end"
         )
-    site = sites.get_site(conn, site_id)
-    if interval is Interval.raw:
-        data = sites.raw_series(
-            conn,
-            device_keys=site["device_keys"],
-            pollutant=code,
-            periods=["sample", "minute", "hour", "day"],
-            start=start_t,
-            end=end_t,
-            limit=limit,
+
+    def build() -> Body:
+        with request.app.state.pool.connection() as conn:
+            site = sites.get_site(conn, site_id)
+            if interval is Interval.raw:
+                data = sites.raw_series(
+                    conn,
+                    device_keys=site["device_keys"],
+                    pollutant=code,
+                    periods=["sample", "minute", "hour", "day"],
+                    start=start_t,
+                    end=end_t,
+                    limit=limit,
+                )
+            elif interval is Interval.hour:
+                data = sites.hourly_series(
+                    conn,
+                    device_keys=site["device_keys"],
+                    pollutant=code,
+                    start=start_t,
+                    end=end_t,
+                    limit=limit,
+                )
+                for row in data:
+                    row["expected"] = 60
+            else:
+                data = sites.daily_series(
+                    conn,
+                    device_keys=site["device_keys"],
+                    pollutant=code,
+                    start=start_t,
+                    end=end_t,
+                    day_offset_hours=parse_utc_offset(settings.device_timezone).total_seconds()
+                    / 3600,
+                )[:limit]
+                for row in data:
+                    row["flags"] = flags_from_mask(row.pop("flags_mask") or 0)
+        return json_body(
+            {
+                "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
+                "pollutant": code,
+                "interval": interval.value,
+                "start": jsonable(start_t),
+                "end": jsonable(end_t),
+                "count": len(data),
+                "data": jsonable(data),
+                "meta": meta(),
+            }
         )
-    elif interval is Interval.hour:
-        data = sites.hourly_series(
-            conn,
-            device_keys=site["device_keys"],
-            pollutant=code,
-            start=start_t,
-            end=end_t,
-            limit=limit,
-        )
-        for row in data:
-            row["expected"] = 60
-    else:
-        data = sites.daily_series(
-            conn,
-            device_keys=site["device_keys"],
-            pollutant=code,
-            start=start_t,
-            end=end_t,
-            day_offset_hours=parse_utc_offset(settings.device_timezone).total_seconds() / 3600,
-        )[:limit]
-        for row in data:
-            row["flags"] = flags_from_mask(row.pop("flags_mask") or 0)
-    return {
-        "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
-        "pollutant": code,
-        "interval": interval.value,
-        "start": jsonable(start_t),
-        "end": jsonable(end_t),
-        "count": len(data),
-        "data": jsonable(data),
-        "meta": meta(),
-    }
+
+    return await respond(request, build)

@@ -1,0 +1,197 @@
+"""Reusing what the public endpoints compute: a crowd looking at one map costs one build per
+``api_cache_seconds``, not one per person.
+
+Lists, the map and series are the same for everyone for a while (values arrive each minute;
+responses already say ``Cache-Control: public, max-age=60``). An entry past its age is served
+once more while one background thread rebuilds it (stale-while-revalidate), so no request of a
+crowd waits for a rebuild; only the first request for a key builds while the others for that
+key wait for it (single flight). Entries are bounded in number and bytes, least recently used
+evicted first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from psycopg import Connection
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+logger = logging.getLogger(__name__)
+
+
+# Compressing once when built, not per request: GZipMiddleware would spend tens of
+# milliseconds of CPU on every large response (the map page is megabytes).
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A serialised response, its gzip encoding, and a strong ETag for each."""
+
+    content: bytes
+    media_type: str
+    etag: str
+    gzipped: bytes | None = None
+
+    @classmethod
+    def of(cls, content: bytes, media_type: str) -> Body:
+        gzipped = (
+            gzip.compress(content, GZIP_LEVEL, mtime=0) if len(content) >= GZIP_MIN_BYTES else None
+        )
+        return cls(
+            content, media_type, '"' + hashlib.sha256(content).hexdigest()[:32] + '"', gzipped
+        )
+
+    def response(self, request: Request) -> Response:
+        """200 with the body (gzip-encoded when the client accepts it), or 304 when the client
+        already holds this representation's ETag."""
+        encoded = self.gzipped is not None and "gzip" in request.headers.get("accept-encoding", "")
+        etag = self.etag[:-1] + '-gz"' if encoded else self.etag
+        headers = {"ETag": etag, "Vary": "Accept-Encoding"}
+        wanted = request.headers.get("if-none-match", "")
+        if etag in [t.strip() for t in wanted.split(",")]:
+            return Response(status_code=304, headers=headers)
+        if encoded:
+            assert self.gzipped is not None
+            headers["Content-Encoding"] = "gzip"
+            return Response(self.gzipped, media_type=self.media_type, headers=headers)
+        return Response(self.content, media_type=self.media_type, headers=headers)
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: Any
+    size: int
+    built_at: float
+
+
+class Reuse:
+    """Values by key, rebuilt when older than ``ttl_s``; ``ttl_s <= 0`` builds every time."""
+
+    def __init__(
+        self, ttl_s: float, *, max_entries: int = 256, max_bytes: int = 256 * 2**20
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
+
+    def fresh(self, key: str) -> Any | None:
+        """The value when present and young enough, without building: the fast path."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or time.monotonic() - entry.built_at >= self.ttl_s:
+                return None
+            self._entries.move_to_end(key)
+            return entry.value
+
+    def get(self, key: str, build: Callable[[], Any]) -> Any:
+        """The value for ``key``: fresh, else stale while a background rebuild runs, else built
+        now (one builder per key; concurrent callers wait for it)."""
+        if self.ttl_s <= 0:
+            return build()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            key_lock = self._building.setdefault(key, threading.Lock())
+        now = time.monotonic()
+        if entry is not None and now - entry.built_at < self.ttl_s:
+            return entry.value
+        if entry is not None:
+            if key_lock.acquire(blocking=False):
+                threading.Thread(
+                    target=self._rebuild, args=(key, build, key_lock), daemon=True
+                ).start()
+            return entry.value
+        with key_lock:
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is not None and time.monotonic() - entry.built_at < self.ttl_s:
+                return entry.value
+            value = build()
+            self._put(key, value)
+            return value
+
+    def _rebuild(self, key: str, build: Callable[[], Any], key_lock: threading.Lock) -> None:
+        try:
+            self._put(key, build())
+        except Exception:
+            # The stale value keeps being served; the next request past its age tries again.
+            logger.exception("rebuilding %s failed", key)
+        finally:
+            key_lock.release()
+
+    def _put(self, key: str, value: Any) -> None:
+        size = (
+            len(value.content) + len(value.gzipped or b"")
+            if isinstance(value, Body)
+            else sys.getsizeof(value)
+        )
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            self._entries[key] = _Entry(value, size, time.monotonic())
+            self._bytes += size
+            while self._entries and (
+                len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+            ):
+                evicted_key, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.size
+                self._building.pop(evicted_key, None)
+
+
+def json_body(content: Any) -> Body:
+    """JSON as FastAPI's JSONResponse writes it (UTF-8, compact, no NaN), serialised once."""
+    text = json.dumps(
+        content,
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+        default=jsonable_encoder,
+    )
+    return Body.of(text.encode(), "application/json")
+
+
+def reused(request: Request, key: str, build: Callable[[Connection], Any]) -> Any:
+    """``build(conn)``'s value for ``key``, reused for ``api_cache_seconds``; the build gets its
+    own pooled connection, since it may run after the request is answered."""
+    reuse: Reuse = request.app.state.reuse
+    pool: ConnectionPool = request.app.state.pool
+
+    def with_conn() -> Any:
+        with pool.connection() as conn:
+            return build(conn)
+
+    return reuse.get(key, with_conn)
+
+
+async def respond(request: Request, build: Callable[[], Body]) -> Response:
+    """The response for this URL (path and query): reused when fresh, without leaving the event
+    loop; built, or its rebuild started, in a worker thread otherwise."""
+    reuse: Reuse = request.app.state.reuse
+    key = f"{request.url.path}?{request.url.query}"
+    body = reuse.fresh(key)
+    if body is None:
+        body = await run_in_threadpool(reuse.get, key, build)
+    assert isinstance(body, Body)
+    return body.response(request)
