@@ -1,0 +1,414 @@
+"""Load held: a simulated network publishing for a long while, the API sampled all along.
+
+    python -m bench.soak                     # 5,000 devices, 10 minutes, time 6x (RELIABILITY.md)
+    python -m bench.soak --smoke             # 300 devices for 15 s (CI)
+    python -m bench.soak --devices 5000 --minutes 10 --speedup 6
+
+Every device sends one message a minute (10 flue-gas values, half JSON, half HJ 212 frames,
+as in ``bench.ingest``), with simulated time ``--speedup`` times faster than the clock, through
+a Mosquitto enforcing accounts, into a real ingestor; the alerts engine and the API run beside
+them, each as its own process, on a throwaway PostgreSQL cluster. Every ``--every`` seconds the
+bench times one request to each of ``/api/v1/stations``, ``/api/v1/enterprises`` and ``/map``,
+reads the ingestor's stored-readings counter and the resident memory (RSS) of every process.
+
+It prints a table: latency percentiles per endpoint against the budget of ``bench.api``, ingest
+published/stored/lag, and each process's RSS over the first and the last tenth of the run.
+Memory counts as flat when the last tenth's median RSS is within 20 % (or 16 MiB) of the first
+tenth's. The exit status is non-zero when a request failed or ingest did not catch up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from registry.broker_auth import INGEST, SIMULATOR, BrokerAuth, generate_broker_auth
+from registry.loader import load_registry
+from registry.model import read_registry_file
+from store.schema import migrate
+from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
+from sunlight.cli import default_registry_file
+
+# A flue-gas CEMS's minute: (pollutant, unit, typical level).
+POLLUTANTS = (
+    ("so2", "mg/m3", 25.0),
+    ("nox", "mg/m3", 40.0),
+    ("pm", "mg/m3", 6.0),
+    ("o2", "%", 8.0),
+    ("flow", "m3/s", 120.0),
+)
+VALUES_PER_MESSAGE = len(POLLUTANTS)
+
+
+def device_id(d: int) -> str:
+    return f"soak-{d:06d}"
+
+
+def write_registry(path: Path, devices: int) -> None:
+    """The example registry's offices and districts with ``devices`` stacks, ten a plant."""
+    base = yaml.safe_load(default_registry_file().read_text(encoding="utf-8"))
+    districts = base["districts"]
+    enterprises = []
+    for e in range(0, devices, 10):
+        district = districts[(e // 10) % len(districts)]
+        lons = [p[0] for p in district["boundary"]]
+        lats = [p[1] for p in district["boundary"]]
+        outlets = [
+            {
+                "id": f"soak-out-{d:06d}",
+                "name": f"Stack {d}",
+                "kind": "gas",
+                "reference_o2": 6,
+                "limits": [
+                    {
+                        "pollutant": "so2",
+                        "value": 35,
+                        "unit": "mg/m3",
+                        "period": "hour",
+                        "o2_corrected": True,
+                        "standard": "GB 13223-2011",
+                    }
+                ],
+                "devices": [{"id": device_id(d)}],
+            }
+            for d in range(e, min(e + 10, devices))
+        ]
+        enterprises.append(
+            {
+                "id": f"soak-ent-{e // 10:05d}",
+                "name": f"Soak enterprise {e // 10}",
+                "industry": "thermal_power",
+                "lon": round(sum(lons) / len(lons), 5),
+                "lat": round(sum(lats) / len(lats), 5),
+                "district": district["id"],
+                "outlets": outlets,
+            }
+        )
+    registry = {k: v for k, v in base.items() if k in ("regulators", "districts", "stations")}
+    registry["enterprises"] = enterprises
+    path.write_text(yaml.safe_dump(registry, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Message i: device i mod n, minute i div n after ``start`` (every message is new)."""
+
+    devices: int
+    start: datetime
+
+    def message(self, i: int) -> tuple[str, bytes]:
+        d, minute = i % self.devices, i // self.devices
+        t = self.start + timedelta(minutes=minute)
+        wobble = 1 + ((i * 7919) % 200 - 100) / 2000  # ±5 %, deterministic
+        body = {
+            "ts": t.isoformat().replace("+00:00", "Z"),
+            "readings": [
+                {"pollutant": p, "value": round(level * wobble, 2), "unit": u}
+                for p, u, level in POLLUTANTS
+            ],
+        }
+        return f"sunlight/v1/devices/{device_id(d)}/readings", json.dumps(body).encode()
+
+
+def publish_paced(
+    port: int, login: tuple[str, str], stream: Stream, count: int, rate: float
+) -> int:
+    """Publish ``count`` messages at ``rate`` a second with QoS 1; return how many were acked."""
+    acked = 0
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"soak-pub-{os.getpid()}")
+
+    def on_publish(*_: object) -> None:
+        nonlocal acked
+        acked += 1
+
+    client.on_publish = on_publish
+    client.username_pw_set(*login)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    try:
+        began = time.monotonic()
+        for i in range(count):
+            client.publish(*stream.message(i), qos=1)
+            ahead = began + (i + 1) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the load itself
+        wait_until(lambda: acked >= count, 120, "the broker to acknowledge every message")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return acked
+
+
+def stored(metrics_port: int) -> int:
+    """Readings the ingestor has committed, from its own Prometheus counter."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("sunlight_ingest_readings_stored_total"):
+                    return int(float(line.split()[-1]))
+    except OSError:
+        pass
+    return 0
+
+
+# p99 budgets of bench.api (ms): what the public endpoints must hold under load.
+BUDGET_MS = {"/api/v1/stations": 50.0, "/api/v1/enterprises": 50.0, "/map": 200.0}
+FLAT_RATIO, FLAT_SLACK_KIB = 1.20, 16 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of one process, from /proc (0 once it has gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (PostgreSQL's backends and workers under the postmaster)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def get_ms(url: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            resp.read()
+            status = resp.status
+    except OSError as exc:
+        status = getattr(exc, "code", 0) or 0
+    return status, (time.perf_counter() - started) * 1e3
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def soak(devices: int, seconds: float, speedup: float, every: float) -> int:
+    from tests.servers import PostgresCluster
+
+    rate = devices / 60 * speedup  # messages/s: one a minute per device, time sped up
+    messages = int(rate * seconds)
+    span = timedelta(minutes=messages // devices + 2)
+    start = (datetime.now(UTC) - span - timedelta(hours=1)).replace(second=0, microsecond=0)
+    cluster = PostgresCluster()
+    cluster.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sunlight-soak-") as tmp:
+            root = Path(tmp)
+            os.chmod(root, 0o755)
+            registry = root / "registry.yaml"
+            write_registry(registry, devices)
+            auth = generate_broker_auth(read_registry_file(registry), root / "auth")
+            broker = MosquittoServer(
+                root / "mqtt", free_port(), persistence=True, auth_dir=auth.out_dir
+            )
+            broker.start()
+            try:
+                with psycopg.connect(cluster.url(), autocommit=True) as conn:
+                    conn.execute("create database soak")
+                url = cluster.url("soak")
+                migrate(url)
+                load_registry(url, registry)
+                api_port, metrics_port = free_port(), free_port()
+                env = {
+                    **os.environ,
+                    "SUNLIGHT_DATABASE_URL": url,
+                    "SUNLIGHT_API_PORT": str(api_port),
+                    "SUNLIGHT_API_RATE_LIMIT_PER_MINUTE": "1000000",
+                    "SUNLIGHT_ALERTS_BACKFILL_HOURS": "2",
+                    "SUNLIGHT_MQTT_URL": broker.url,
+                    "SUNLIGHT_MQTT_CREDENTIALS_FILE": str(auth.credentials_file),
+                    "SUNLIGHT_MQTT_ACCOUNT": INGEST,
+                    "SUNLIGHT_MQTT_CLIENT_ID": f"soak-ingest-{metrics_port}",
+                    "SUNLIGHT_METRICS_PORT": str(metrics_port),
+                }
+                for name, args in (
+                    ("api", ["api"]),
+                    ("alerts", ["alerts", "--interval", "10"]),
+                    ("ingest", ["ingest"]),
+                ):
+                    log = open(root / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+                    procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "sunlight", *args],
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+                wait_until(lambda: port_open(api_port), 60, "the API")
+                wait_until(
+                    lambda: "subscribed to" in (root / "ingest.log").read_text(), 60, "ingest"
+                )
+                return _run(
+                    broker=broker,
+                    auth=auth,
+                    stream=Stream(devices, start),
+                    messages=messages,
+                    rate=rate,
+                    seconds=seconds,
+                    every=every,
+                    api=f"http://127.0.0.1:{api_port}",
+                    stored_now=lambda: stored(metrics_port),
+                    memory={
+                        "ingest": lambda: rss_kib(procs[2].pid),
+                        "api": lambda: rss_kib(procs[0].pid),
+                        "alerts": lambda: rss_kib(procs[1].pid),
+                        "mosquitto": lambda: rss_kib(broker.process.pid) if broker.process else 0,
+                        "postgres (all)": lambda: _postgres_rss(cluster.datadir),
+                    },
+                    devices=devices,
+                )
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                broker.stop()
+    finally:
+        cluster.destroy()
+
+
+def _postgres_rss(datadir: Path) -> int:
+    try:
+        postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return rss_kib(postmaster) + sum(rss_kib(p) for p in children_of(postmaster))
+
+
+def _run(
+    *,
+    broker: MosquittoServer,
+    auth: BrokerAuth,
+    stream: Stream,
+    messages: int,
+    rate: float,
+    seconds: float,
+    every: float,
+    api: str,
+    stored_now: Callable[[], int],
+    memory: dict[str, Callable[[], int]],
+    devices: int,
+) -> int:
+    login = (SIMULATOR, auth.account(SIMULATOR).password)
+    published: list[int] = []
+    publisher = threading.Thread(
+        target=lambda: published.append(publish_paced(broker.port, login, stream, messages, rate)),
+        daemon=True,
+    )
+    latencies: dict[str, list[float]] = {path: [] for path in BUDGET_MS}
+    failures: dict[str, int] = {path: 0 for path in BUDGET_MS}
+    rss: dict[str, list[tuple[float, int]]] = {name: [] for name in memory}
+    lag: list[int] = []
+    began = time.monotonic()
+    publisher.start()
+    pace = threading.Event()
+    while publisher.is_alive() and time.monotonic() - began < seconds * 3:
+        for path in BUDGET_MS:
+            status, ms = get_ms(api + path)
+            latencies[path].append(ms)
+            failures[path] += status != 200
+        at = time.monotonic() - began
+        for name, read in memory.items():
+            rss[name].append((at, read()))
+        expected = min(messages, int(at * rate)) * VALUES_PER_MESSAGE
+        lag.append(max(0, expected - stored_now()))
+        pace.wait(every)
+    publisher.join(600)
+    total = (published[0] if published else 0) * VALUES_PER_MESSAGE
+    caught_up = True
+    try:
+        wait_until(lambda: stored_now() >= total, 300, "ingest to catch up")
+    except TimeoutError:
+        caught_up = False
+    took = time.monotonic() - began
+    final = stored_now()
+    print(
+        f"soak: {devices:,} devices, one message a minute each, time x{rate * 60 / devices:.1f}"
+        f" ({rate:,.0f} messages/s, {rate * VALUES_PER_MESSAGE:,.0f} readings/s) for {took:.0f} s"
+    )
+    print("\n| endpoint | requests | failed | p50 ms | p95 ms | p99 ms | max ms | budget p99 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for path, values in latencies.items():
+        print(
+            f"| {path} | {len(values)} | {failures[path]} | {percentile(values, 0.5):.1f}"
+            f" | {percentile(values, 0.95):.1f} | {percentile(values, 0.99):.1f}"
+            f" | {max(values, default=float('nan')):.1f} | {BUDGET_MS[path]:.0f} |"
+        )
+    print("\n| ingest | published readings | stored | lost | max lag (readings) | caught up |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    lost, worst = max(0, total - final), max(lag, default=0)
+    print(
+        f"| 1 ingestor | {total:,} | {final:,} | {lost:,} | {worst:,}"
+        f" | {'yes' if caught_up else 'NO'} |"
+    )
+    print("\n| process | RSS first tenth MiB | RSS last tenth MiB | peak MiB | flat |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, samples in rss.items():
+        tenth = max(1, len(samples) // 10)
+        first = statistics.median(v for _, v in samples[:tenth]) if samples else 0
+        last = statistics.median(v for _, v in samples[-tenth:]) if samples else 0
+        peak = max((v for _, v in samples), default=0)
+        flat = last <= max(first * FLAT_RATIO, first + FLAT_SLACK_KIB)
+        print(
+            f"| {name} | {first / 1024:.1f} | {last / 1024:.1f} | {peak / 1024:.1f}"
+            f" | {'yes' if flat else 'NO'} |"
+        )
+    sys.stdout.flush()
+    return 0 if caught_up and not any(failures.values()) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="300 devices for 15 s (CI)")
+    parser.add_argument("--devices", type=int, default=5000)
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long to publish")
+    parser.add_argument("--speedup", type=float, default=6.0, help="simulated time / real time")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    args = parser.parse_args()
+    if args.smoke:
+        args.devices, args.minutes, args.speedup, args.every = 300, 0.25, 6.0, 1.0
+    sys.exit(soak(args.devices, args.minutes * 60, args.speedup, args.every))
+
+
+if __name__ == "__main__":
+    main()
