@@ -555,3 +555,27 @@ def station_hours(
         )
         .fetchall()
     )
+
+
+def station_positions(conn: psycopg.Connection) -> list[Row]:
+    """Every station's place, for finding the nearest (names for showing them)."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("select id, name, name_zh, lon, lat from stations order by id")
+        .fetchall()
+    )
+
+
+def enterprises_in_box(
+    conn: psycopg.Connection, west: float, south: float, east: float, north: float
+) -> list[Row]:
+    """Enterprises inside a lon/lat box: the cheap first cut before exact distances."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "select id, name, name_zh, industry, lon, lat from enterprises"
+            " where lon between %s and %s and lat between %s and %s order by id",
+            (west, east, south, north),
+        )
+        .fetchall()
+    )

@@ -7,12 +7,14 @@ about 100 m, so a report sent with the browser's location from home does not pub
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
@@ -99,6 +101,10 @@ MAX_DESCRIPTION = 4000
 MAX_CONTACT = 200
 EVIDENCE_HOURS_BEFORE = 3
 EVIDENCE_HOURS_AFTER = 2
+EPISODE_FIELDS = (
+    "id", "kind", "outlet", "pollutant", "status", "first_start", "last_end", "max_mean",
+    "limit_value",
+)  # fmt: skip
 
 
 class TooManyReports(SunlightError):
@@ -454,7 +460,9 @@ def public_report(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     return jsonable(out)  # type: ignore[no-any-return]
 
 
-def report_document(conn: Any, settings: Settings, tracking_code: str) -> dict[str, Any]:
+def report_document(
+    conn: psycopg.Connection[Any], settings: Settings, tracking_code: str
+) -> dict[str, Any]:
     """The whole public record of one report: itself, its replies and its evidence."""
     now = datetime.now(UTC)
     row = store.get_report(conn, tracking_code)
@@ -467,7 +475,7 @@ def report_document(conn: Any, settings: Settings, tracking_code: str) -> dict[s
 
 
 def evidence(
-    conn: Any, settings: Settings, report: dict[str, Any], now: datetime
+    conn: psycopg.Connection[Any], settings: Settings, report: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
     """What Sunlight already knew around the report: nearest stations' hourly means at the
     time, and nearby enterprises with their compliance and episodes. Distances and directions
@@ -477,7 +485,7 @@ def evidence(
     hour = at.replace(minute=0, second=0, microsecond=0)
     start = hour - timedelta(hours=EVIDENCE_HOURS_BEFORE)
     end = hour + timedelta(hours=EVIDENCE_HOURS_AFTER)
-    stations = nearest(lon, lat, sites.list_stations(conn), settings.reports_evidence_stations)
+    stations = nearest(lon, lat, store.station_positions(conn), settings.reports_evidence_stations)
     hours: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for h in store.station_hours(conn, [s["id"] for s in stations], start, end):
         hours[h["station"]][h["pollutant"]].append(
@@ -495,27 +503,18 @@ def evidence(
         for s in stations
     ]
     radius = settings.reports_evidence_radius_m
-    status = sites.compliance_status(conn, now - timedelta(days=30))
+    # A box a little larger than the circle, then exact distances.
+    dlat = radius / 111_000 * 1.01
+    dlon = dlat / max(0.01, math.cos(math.radians(lat)))
+    candidates = store.enterprises_in_box(conn, lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    status = sites.compliance_status(conn, now - timedelta(days=30)) if candidates else {}
     enterprises = []
-    for e in sites.list_enterprises(conn):
+    for e in candidates:
         d = distance_m(lon, lat, e["lon"], e["lat"])
         if d > radius:
             continue
         episodes = [
-            {
-                k: ep[k]
-                for k in (
-                    "id",
-                    "kind",
-                    "outlet",
-                    "pollutant",
-                    "status",
-                    "first_start",
-                    "last_end",
-                    "max_mean",
-                    "limit_value",
-                )
-            }
+            {k: ep[k] for k in EPISODE_FIELDS}
             for ep in sites.enterprise_episodes(conn, e["id"])
             if ep["status"] != "resolved" or (ep["first_start"] < end and ep["last_end"] > start)
         ]
