@@ -31,6 +31,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "describe": "Describe it (public)",
         "placeholder": "e.g. dark smoke from the tall chimney since 7 am",
         "photo": "Photo (optional; camera and GPS data are removed)",
+        "when": "When did you notice it? (optional; default: now)",
         "contact": "Your e-mail or phone (optional; only the office sees it, never published)",
         "send": "Send report",
         "close": "Close",
@@ -53,6 +54,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "describe": "情况描述（公开）",
         "placeholder": "例如：早上7点起高烟囱冒黑烟",
         "photo": "照片（可选；相机和GPS信息会被删除）",
+        "when": "发现时间（可选；默认为现在）",
         "contact": "您的邮箱或电话（可选；仅负责部门可见，绝不公开）",
         "send": "提交举报",
         "close": "关闭",
@@ -78,7 +80,8 @@ CSS: Final = """<style>
 .sl-report-form h4 { margin: 0 0 .4em; font-size: 1.05em; }
 .sl-report-form label { display: block; margin: .5em 0 .15em; font-weight: 600; }
 .sl-report-form select, .sl-report-form textarea, .sl-report-form input[type=text],
-.sl-report-form input[type=file] { width: 100%; box-sizing: border-box; font: inherit; }
+.sl-report-form input[type=file], .sl-report-form input[type=datetime-local] { width: 100%;
+    box-sizing: border-box; font: inherit; }
 .sl-report-form textarea { min-height: 4.5em; }
 .sl-report-form .sl-report-locate { border: 0; background: none; color: #0b57d0; padding: 0;
     text-decoration: underline; cursor: pointer; font: inherit; }
@@ -308,6 +311,8 @@ _SCRIPT: Final = Template(
                 data.set("lat", point.lat);
                 data.set("challenge", challenge.nonce);
                 data.set("solution", solution);
+                var when = form.querySelector("#sl-report-when").value;
+                if (when) { data.set("observed_at", new Date(when).toISOString()); }
                 var file = form.querySelector("input[type=file]");
                 if (!file.files.length) { data.delete("photo"); }
                 if (!String(data.get("contact") || "").trim()) { data.delete("contact"); }
@@ -316,6 +321,7 @@ _SCRIPT: Final = Template(
                 if (!sent.ok) { throw new Error(body.detail || body.title || sent.status); }
                 say(t.done, false, body.page_url + "?lang=" + cfg.lang);
                 form.querySelector("textarea").value = "";
+                form.querySelector("#sl-report-when").value = "";
                 file.value = "";
             } catch (err) {
                 say(t.failed + (err && err.message ? err.message : err), true);
@@ -354,6 +360,9 @@ def _form_html(lang: str) -> str:
         f'<label for="sl-report-description">{w["describe"]}</label>'
         '<textarea id="sl-report-description" name="description" required minlength="3"'
         f' maxlength="4000" placeholder="{w["placeholder"]}"></textarea>'
+        f'<label for="sl-report-when">{w["when"]}</label>'
+        # No name: the page turns the local time into UTC ISO 8601 before sending.
+        '<input id="sl-report-when" type="datetime-local">'
         f'<label for="sl-report-photo">{w["photo"]}</label>'
         '<input id="sl-report-photo" type="file" name="photo" accept="image/*">'
         f'<label for="sl-report-contact">{w["contact"]}</label>'

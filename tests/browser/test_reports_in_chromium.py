@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -115,6 +116,7 @@ def test_report_on_the_map_then_see_the_reply(
         viewport={"width": 1200, "height": 800},
         geolocation={"latitude": lat, "longitude": lon},
         permissions=["geolocation"],
+        timezone_id="Asia/Shanghai" if lang == "zh" else "UTC",
     )
     page = context.new_page()
     errors: list[str] = []
@@ -142,6 +144,9 @@ def test_report_on_the_map_then_see_the_reply(
         page.set_input_files("#sl-report-photo", str(photo_file(tmp_path)))
     else:
         page.click(".sl-report-locate")
+        # Noticed an hour ago, entered in the browser's local time (UTC+8).
+        local = datetime.now(UTC) + timedelta(hours=8) - timedelta(hours=1)
+        page.fill("#sl-report-when", local.strftime("%Y-%m-%dT%H:%M"))
     page.wait_for_function(
         "() => document.querySelector('.sl-report-point').textContent.length > 0"
     )
@@ -164,6 +169,11 @@ def test_report_on_the_map_then_see_the_reply(
     )
     assert abs(report["lat"] - lat) < 0.002 and abs(report["lon"] - lon) < 0.002
     assert (report["photo_url"] is not None) == (lang == "en")
+    if lang == "zh":
+        observed = datetime.fromisoformat(report["observed_at"])
+        assert abs(observed - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=3)
+    else:
+        assert report["observed_at"] is None
     answer = httpx.post(
         f"{api_server}/api/v1/regulator/reports/{report['id']}/replies",
         json={"body": f"Inspected the stack: confirmed ({lang}).", "status": "confirmed"},
