@@ -24,11 +24,12 @@ from starlette.types import Message, Receive
 from api.auth import RegulatorDep
 from api.deps import ConnDep, SettingsDep
 from api.downloads import rows_csv
+from api.errors import problem
 from api.geojson import feature_collection, jsonable, meta
 from api.middleware import RateLimiter
 from api.queries import SiteFilter, site_filter
 from api.routers.sites import _parse_time, compliance_of
-from domain.errors import SunlightError, ValidationError
+from domain.errors import ValidationError
 from domain.reports import (
     CATEGORY_LABELS,
     Category,
@@ -87,6 +88,16 @@ class _SubmissionRoute(APIRoute):
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > limit:
                 raise HTTPException(413, _too_large(photo_limit))
+            over = _submission_wait(request)
+            if over is not None:
+                retry = max(1, math.ceil(over[1]))
+                response: Response = problem(
+                    429,
+                    "too many requests",
+                    f"at most {over[0]} reports per hour from one address; retry after {retry} s",
+                )
+                response.headers["Retry-After"] = str(retry)
+                return response
             return await handler(
                 Request(request.scope, _bounded(request.receive, limit, photo_limit))
             )
@@ -107,28 +118,23 @@ EPISODE_FIELDS = (
 )  # fmt: skip
 
 
-class TooManyReports(SunlightError):
-    status = 429
-    code = "too_many_requests"
-
-
 _limiter_lock = threading.Lock()
 
 
-def submission_limit(request: Request, settings: SettingsDep) -> None:
-    """Reports per client address per hour: far stricter than the API's read limit."""
+def _submission_wait(request: Request) -> tuple[int, float] | None:
+    """None when this client may submit a report now, else (the hourly limit, seconds to wait).
+
+    Far stricter than the API's read limit, and taken before the body is read, so a client over
+    its allowance does not get to upload a photo first."""
     with _limiter_lock:
         limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
         if limiter is None:
+            settings: Settings = request.app.state.settings
             limiter = RateLimiter(settings.reports_rate_limit_per_hour, window_s=3600.0)
             request.app.state.report_limiter = limiter
     client = request.client.host if request.client else "unknown"
     allowed, _remaining, wait = limiter.take(client)
-    if not allowed:
-        raise TooManyReports(
-            f"at most {limiter.limit} reports per hour from one address; retry after"
-            f" {max(1, int(wait))} s"
-        )
+    return None if allowed else (limiter.limit, wait)
 
 
 # --- public -------------------------------------------------------------------------------
@@ -167,7 +173,6 @@ def new_challenge(conn: ConnDep, settings: SettingsDep) -> dict[str, Any]:
     "100 m. A photo is checked to be an image and re-encoded without its metadata (camera, "
     "time, GPS position). Needs a solved challenge (POST /api/v1/reports/challenge); limited "
     "per client address per hour.",
-    dependencies=[Depends(submission_limit)],
 )
 def submit_report(
     *,

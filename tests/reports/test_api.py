@@ -135,6 +135,8 @@ def test_submissions_are_rate_limited(database_url: str) -> None:
         third = submit(api)
         assert third.status_code == 429
         assert "2 reports per hour" in third.json()["detail"]
+        assert 1 <= int(third.headers["Retry-After"]) <= 1800  # a token back in half an hour
+        assert third.headers["content-type"] == "application/problem+json"
         assert api.get("/api/v1/reports").status_code == 200
 
 
