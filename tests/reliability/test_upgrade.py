@@ -4,8 +4,12 @@ serves them. Generic: it keeps passing as migrations are added."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,7 +22,8 @@ from store.auth import create_token
 from store.schema import MIGRATIONS, migrate
 from sunlight.settings import Settings
 from tests.conftest import EXAMPLE_REGISTRY
-from tests.servers import PostgresCluster
+from tests.reliability.api_server import filled_database
+from tests.servers import PostgresCluster, _pg_bindir
 
 FROM_VERSION = 5
 SITE, DEVICE = "lc-tpn-u1", "cems-lc-tpn-u1"
@@ -153,3 +158,82 @@ def test_upgrade_from_version_5_keeps_everything(old_database: str) -> None:
         mine = api.get("/api/v1/regulator/episodes", headers={"Authorization": f"Bearer {token}"})
         assert mine.status_code == 200
         assert [e["id"] for e in mine.json()["results"]] == [row[0] for row in before["episodes"]]
+
+
+def table_digests(url: str) -> dict[str, tuple[int, str]]:
+    """(rows, md5 of every row in order) for every table of the public schema."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select tablename from pg_tables where schemaname = 'public' order by 1"
+            )
+        ]
+        out = {}
+        for table in tables:
+            row = conn.execute(
+                f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), ''))"
+                f" from {table} t"
+            ).fetchone()
+            assert row is not None
+            out[table] = (int(row[0]), str(row[1]))
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_backup_and_restore_round_trip(pg_cluster: PostgresCluster, tmp_path: Path) -> None:
+    """The procedure of docs/operations.md: pg_dump --format=custom of a live database,
+    pg_restore into an empty one, then `sunlight db migrate`: every table identical, row by
+    row, and the restored database is served."""
+    with filled_database(pg_cluster) as url:
+        with psycopg.connect(url) as conn:
+            _, token = create_token(conn, "lc-eeb", "before the backup")
+        dump = tmp_path / "sunlight.dump"
+        bindir = _pg_bindir()
+        subprocess.run(
+            [str(bindir / "pg_dump"), "--format=custom", f"--file={dump}", url],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        before = table_digests(url)
+    restored = pg_cluster.url("restored_from_dump")
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+        conn.execute("drop database if exists restored_from_dump with (force)")
+        conn.execute("create database restored_from_dump")
+    try:
+        subprocess.run(
+            [
+                str(bindir / "pg_restore"),
+                "--exit-on-error",
+                "--no-owner",
+                f"--dbname={restored}",
+                str(dump),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "sunlight", "db", "migrate"],
+            env={**os.environ, "SUNLIGHT_DATABASE_URL": restored},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "up to date" in out.stdout
+        after = table_digests(restored)
+        assert after == before
+        print(
+            f"backup/restore: {len(after)} tables, {sum(n for n, _ in after.values())} rows identical"
+        )
+        with TestClient(create_app(Settings(database_url=restored))) as api:
+            mine = api.get(
+                "/api/v1/regulator/episodes", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert mine.status_code == 200
+            assert api.get("/api/v1/episodes").json()["results"]
+    finally:
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+            conn.execute("drop database restored_from_dump with (force)")
