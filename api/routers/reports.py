@@ -73,9 +73,29 @@ def _too_large(photo_limit: int) -> str:
     return f"the report is larger than its photo limit ({photo_limit} bytes) allows"
 
 
+_limiter_lock = threading.Lock()
+
+
+def _submission_wait(request: Request) -> tuple[int, float] | None:
+    """None when this client may submit a report now, else (the hourly limit, seconds to wait).
+
+    Far stricter than the API's read limit, and taken before the body is read, so a client over
+    its allowance does not get to upload a photo first."""
+    with _limiter_lock:
+        limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
+        if limiter is None:
+            settings: Settings = request.app.state.settings
+            limiter = RateLimiter(settings.reports_rate_limit_per_hour, window_s=3600.0)
+            request.app.state.report_limiter = limiter
+    client = request.client.host if request.client else "unknown"
+    allowed, _remaining, wait = limiter.take(client)
+    return None if allowed else (limiter.limit, wait)
+
+
 class _SubmissionRoute(APIRoute):
-    """Refuses an oversized report before its body is read, by Content-Length or while it
-    streams: otherwise a huge upload would be spooled to disk before the photo check."""
+    """Before a report's body is read: the client's hourly allowance (429 with Retry-After),
+    and its size, by Content-Length or while it streams (413) — otherwise a huge upload, or
+    one from a client over its allowance, would be spooled to disk first."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -116,25 +136,6 @@ EPISODE_FIELDS = (
     "id", "kind", "outlet", "pollutant", "status", "first_start", "last_end", "max_mean",
     "limit_value",
 )  # fmt: skip
-
-
-_limiter_lock = threading.Lock()
-
-
-def _submission_wait(request: Request) -> tuple[int, float] | None:
-    """None when this client may submit a report now, else (the hourly limit, seconds to wait).
-
-    Far stricter than the API's read limit, and taken before the body is read, so a client over
-    its allowance does not get to upload a photo first."""
-    with _limiter_lock:
-        limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
-        if limiter is None:
-            settings: Settings = request.app.state.settings
-            limiter = RateLimiter(settings.reports_rate_limit_per_hour, window_s=3600.0)
-            request.app.state.report_limiter = limiter
-    client = request.client.host if request.client else "unknown"
-    allowed, _remaining, wait = limiter.take(client)
-    return None if allowed else (limiter.limit, wait)
 
 
 # --- public -------------------------------------------------------------------------------
