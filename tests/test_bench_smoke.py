@@ -24,3 +24,52 @@ def test_storage_benchmark_smoke() -> None:
     assert figures["storage path"] in ("postgres", "timescaledb")
     assert figures["readings"] == "5,000.0"
     assert 10 < float(figures["bytes_per_reading"].replace(",", "")) < 1000
+
+
+def test_api_benchmark_smoke(tmp_path: Path) -> None:
+    """`python -m bench.api --smoke` loads every public endpoint and its do-nothing twin on a
+    tiny registry and prints sane throughput, latency and ratio figures, without errors;
+    `python -m bench.plot api` draws its results."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.api", "--smoke", "--output", str(tmp_path / "api-1.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    figures = dict(line.split(": ", 1) for line in out.stdout.splitlines())
+    assert figures["load_generator"] == "python"
+    assert int(figures["readings_hourly_rows"]) > 0
+    for name in (
+        "baseline_stations",
+        "stations",
+        "enterprises",
+        "enterprises_all",
+        "series_year",
+        "series_year_uncached",
+        "raw_day",
+        "map",
+        "stations_gzip",
+        "map_gzip",
+    ):
+        assert float(figures[f"{name}_rps"]) > 0, name
+        assert figures[f"{name}_errors"] == "0", name
+        assert 0 < float(figures[f"{name}_p50_ms"]) <= float(figures[f"{name}_p99_ms"]), name
+    assert float(figures["stations_cold_ms"]) > 0
+    assert 0 < float(figures["ratio_stations_to_baseline"]) < 10
+    assert figures["target_ratio"] in ("met", "not met")
+    plot = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.plot", "api"),
+            *("--results", str(tmp_path), "--output", str(tmp_path / "api.png")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "api.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

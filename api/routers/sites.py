@@ -457,7 +457,9 @@ async def site_readings(
                 "start": jsonable(start_t),
                 "end": jsonable(end_t),
                 "count": len(data),
-                "data": jsonable(data),
+                # Only each point's time needs converting: a generic walk of 8,760 rows
+                # costs as much as the query.
+                "data": [{**row, "time": iso(row["time"])} for row in data],
                 "meta": meta(),
             }
         )
