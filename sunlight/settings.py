@@ -209,7 +209,10 @@ class Settings(BaseSettings):
         default=30, ge=1, description="A proof-of-work challenge must be used within this."
     )
     reports_photo_max_bytes: int = Field(
-        default=8_000_000, ge=10_000, description="Largest photo accepted with a report, bytes."
+        default=8_000_000,
+        ge=10_000,
+        le=16_000_000,  # the API refuses any body over 16 MiB (api.limits)
+        description="Largest photo accepted with a report, bytes.",
     )
     reports_evidence_radius_m: float = Field(
         default=3000.0,
