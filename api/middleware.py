@@ -9,15 +9,12 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
 
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class RateLimiter:
@@ -47,16 +44,20 @@ class RateLimiter:
             return allowed, int(tokens), wait
 
 
-class RateLimitMiddleware(BaseHTTPMiddleware):
-    def __init__(self, app: object, limiter: RateLimiter, exempt: tuple[str, ...] = ()) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+class RateLimitMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware task and stream per request): the limit is checked
+    before the app runs, and the headers are added to the response's start message."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, exempt: tuple[str, ...] = ()) -> None:
+        self.app = app
         self.limiter = limiter
         self.exempt = exempt
 
-    async def dispatch(self, request: Request, call_next: Handler) -> Response:
-        if request.url.path.startswith(self.exempt):
-            return await call_next(request)
-        client = request.client.host if request.client else "unknown"
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else "unknown"
         allowed, remaining, wait = self.limiter.take(client)
         reset = max(1, math.ceil(wait)) if not allowed else math.ceil(wait)
         headers = {
@@ -73,42 +74,82 @@ class RateLimitMiddleware(BaseHTTPMiddleware):
                 f" retry after {reset} s",
             )
             response.headers.update({**headers, "Retry-After": str(reset)})
-            return response
-        response = await call_next(request)
-        response.headers.update(headers)
-        return response
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = MutableHeaders(raw=list(message.get("headers", [])))
+                raw.update(headers)
+                message["headers"] = raw.raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
-class CachingMiddleware(BaseHTTPMiddleware):
+class CachingMiddleware:
     """A strong ETag on successful GETs, 304 on a matching If-None-Match, and a short public
     max-age: values change every minute, and a crowd looking at one map should cost one query
-    per minute per cache, not one per person. Authenticated responses are private."""
+    per minute per cache, not one per person. Authenticated responses are private.
 
-    def __init__(self, app: object, max_age_s: int = 60) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+    Pure ASGI: a response that already carries its ETag (bodies reused by :mod:`api.cache`)
+    passes straight through; others are buffered once to hash them."""
+
+    def __init__(self, app: ASGIApp, max_age_s: int = 60) -> None:
+        self.app = app
         self.max_age_s = max_age_s
 
-    async def dispatch(self, request: Request, call_next: Handler) -> Response:
-        response = await call_next(request)
-        if request.method not in ("GET", "HEAD") or response.status_code != 200:
-            return response
-        if request.url.path.startswith("/static/") or request.url.path.endswith(".csv"):
-            return response  # static files carry their own; exports stream and must not buffer
-        if "authorization" in request.headers:
-            response.headers["Cache-Control"] = "private, no-store"
-            return response
-        if "etag" in response.headers:
-            # Reused bodies (api.cache) carry the ETag computed once when built; hashing
-            # them again on every request would cost as much as serving them.
-            response.headers["Cache-Control"] = f"public, max-age={self.max_age_s}"
-            return response
-        body = b""
-        async for chunk in response.body_iterator:  # type: ignore[attr-defined]
-            body += chunk if isinstance(chunk, bytes) else chunk.encode()
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        headers["ETag"] = etag
-        headers["Cache-Control"] = f"public, max-age={self.max_age_s}"
-        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-            return Response(status_code=304, headers=headers)
-        return Response(body, status_code=200, headers=headers, media_type=response.media_type)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/static/") or path.endswith(".csv"):
+            await self.app(scope, receive, send)  # own caching; exports stream, never buffered
+            return
+        request_headers = Headers(scope=scope)
+        private = "authorization" in request_headers
+        start: Message | None = None
+        chunks: list[bytes] = []
+        passing = False
+
+        async def intercept(message: Message) -> None:
+            nonlocal start, passing
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(raw=list(message.get("headers", [])))
+                if message["status"] != 200:
+                    passing = True
+                elif private:
+                    headers["Cache-Control"] = "private, no-store"
+                    passing = True
+                elif "etag" in headers:
+                    headers["Cache-Control"] = f"public, max-age={self.max_age_s}"
+                    passing = True
+                message["headers"] = headers.raw
+                if passing:
+                    await send(message)
+                else:
+                    start = message
+                return
+            if passing or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            assert start is not None
+            body = b"".join(chunks)
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            headers = MutableHeaders(raw=start["headers"])
+            headers["ETag"] = etag
+            headers["Cache-Control"] = f"public, max-age={self.max_age_s}"
+            wanted = [t.strip() for t in request_headers.get("if-none-match", "").split(",")]
+            if etag in wanted:
+                del headers["content-length"]
+                await send({**start, "status": 304, "headers": headers.raw})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({**start, "headers": headers.raw})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, intercept)

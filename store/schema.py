@@ -655,6 +655,15 @@ def _subscriptions(_: Options) -> Sequence[str]:
     ]
 
 
+def _api_indexes(_: Options) -> Sequence[str]:
+    return [
+        # An enterprise's episodes, newest first, without reading every episode ever opened.
+        "create index episodes_site on episodes (site_id, id)",
+        # Episodes opened in the last 30 days (compliance status, district summary).
+        "create index episodes_opened on episodes (opened_at)",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
@@ -664,6 +673,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "readings as one row per device and minute (plain PostgreSQL)", _wide_readings),
     Migration(7, "citizen reports", _reports),
     Migration(8, "subscriptions", _subscriptions),
+    Migration(9, "indexes for the public API", _api_indexes),
 )
 
 

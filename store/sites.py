@@ -274,7 +274,12 @@ def stream_readings(
 
 def district_summary(conn: psycopg.Connection, since: datetime) -> list[Row]:
     """Per district and its office: exceedance hours, open episodes, episodes since ``since``,
-    and the median minutes the office took to acknowledge them."""
+    and the median minutes the office took to acknowledge them.
+
+    One grouped pass per measure over what it counts (exceedances and episodes since
+    ``since`` through their time indexes, live episodes through their partial index), not one
+    correlated scan per district.
+    """
     return (
         conn.cursor(row_factory=dict_row)
         .execute(
@@ -284,21 +289,36 @@ def district_summary(conn: psycopg.Connection, since: datetime) -> list[Row]:
             join enterprises e on e.id = o.enterprise_id
             union all
             select id, district_id from stations
+        ),
+        exceeded as (
+            select sd.district_id, count(*) as n
+            from judgements j join site_district sd on sd.site_id = j.site_id
+            where j.start >= %(since)s and j.period = 'hour' and j.verdict = 'exceedance'
+            group by 1
+        ),
+        live as (
+            select sd.district_id, count(*) as n
+            from episodes ep join site_district sd on sd.site_id = ep.site_id
+            where ep.status <> 'resolved' group by 1
+        ),
+        opened as (
+            select sd.district_id, count(*) as n,
+                   percentile_cont(0.5) within group (
+                       order by extract(epoch from ep.acknowledged_at - ep.opened_at) / 60)
+                       filter (where ep.acknowledged_at is not null) as median_ack
+            from episodes ep join site_district sd on sd.site_id = ep.site_id
+            where ep.opened_at >= %(since)s group by 1
         )
         select d.id as district, d.name, d.name_zh, d.regulator_id as regulator,
-               (select count(*) from judgements j join site_district sd on sd.site_id = j.site_id
-                 where sd.district_id = d.id and j.start >= %(since)s
-                   and j.period = 'hour' and j.verdict = 'exceedance') as exceedance_hours,
-               (select count(*) from episodes ep join site_district sd on sd.site_id = ep.site_id
-                 where sd.district_id = d.id and ep.status <> 'resolved') as open_episodes,
-               (select count(*) from episodes ep join site_district sd on sd.site_id = ep.site_id
-                 where sd.district_id = d.id and ep.opened_at >= %(since)s) as episodes,
-               (select percentile_cont(0.5) within group (
-                        order by extract(epoch from ep.acknowledged_at - ep.opened_at) / 60)
-                  from episodes ep join site_district sd on sd.site_id = ep.site_id
-                 where sd.district_id = d.id and ep.opened_at >= %(since)s
-                   and ep.acknowledged_at is not null) as median_minutes_to_acknowledge
-        from districts d order by d.id
+               coalesce(exceeded.n, 0) as exceedance_hours,
+               coalesce(live.n, 0) as open_episodes,
+               coalesce(opened.n, 0) as episodes,
+               opened.median_ack as median_minutes_to_acknowledge
+        from districts d
+        left join exceeded on exceeded.district_id = d.id
+        left join live on live.district_id = d.id
+        left join opened on opened.district_id = d.id
+        order by d.id
         """,
             {"since": since},
         )
