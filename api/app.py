@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 import sunlight
 from api import errors
 from api.cache import Reuse
+from api.limits import RequestLimits
 from api.middleware import CachingMiddleware, RateLimiter, RateLimitMiddleware
 from api.routers import accountability as accountability_router
 from api.routers import episodes, health, regulator, sites
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=["ETag", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
     )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(RequestLimits)  # outermost: oversized requests cost nothing more
     app.include_router(health.router)
     app.include_router(sites.router)
     app.include_router(map_router.router)
