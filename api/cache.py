@@ -33,15 +33,16 @@ from starlette.responses import Response
 logger = logging.getLogger(__name__)
 
 
-# Compressing once when built, not per request: GZipMiddleware would spend tens of
-# milliseconds of CPU on every large response (the map page is megabytes).
+# Compressing once, on the first request that accepts gzip, not per request: GZipMiddleware
+# would spend tens of milliseconds of CPU on every large response (the map page is megabytes).
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Body:
-    """A serialised response, its gzip encoding, and a strong ETag for each."""
+    """A serialised response, its gzip encoding (made when first wanted), and a strong ETag for
+    each. Never changed once built, except to add the encoding."""
 
     content: bytes
     media_type: str
@@ -50,26 +51,33 @@ class Body:
 
     @classmethod
     def of(cls, content: bytes, media_type: str) -> Body:
-        gzipped = (
-            gzip.compress(content, GZIP_LEVEL, mtime=0) if len(content) >= GZIP_MIN_BYTES else None
+        return cls(content, media_type, '"' + hashlib.sha256(content).hexdigest()[:32] + '"')
+
+    def wants_gzip(self, request: Request) -> bool:
+        """The client accepts gzip and the body is worth compressing."""
+        return len(self.content) >= GZIP_MIN_BYTES and "gzip" in request.headers.get(
+            "accept-encoding", ""
         )
-        return cls(
-            content, media_type, '"' + hashlib.sha256(content).hexdigest()[:32] + '"', gzipped
-        )
+
+    def compress(self) -> bytes:
+        """The gzip encoding, made once (two threads racing here make the same bytes)."""
+        if self.gzipped is None:
+            self.gzipped = gzip.compress(self.content, GZIP_LEVEL, mtime=0)
+        return self.gzipped
 
     def response(self, request: Request) -> Response:
         """200 with the body (gzip-encoded when the client accepts it), or 304 when the client
-        already holds this representation's ETag."""
-        encoded = self.gzipped is not None and "gzip" in request.headers.get("accept-encoding", "")
+        already holds this representation's ETag. Call :meth:`compress` first off the event
+        loop when :meth:`wants_gzip`, else it is done here."""
+        encoded = self.wants_gzip(request)
         etag = self.etag[:-1] + '-gz"' if encoded else self.etag
         headers = {"ETag": etag, "Vary": "Accept-Encoding"}
         wanted = request.headers.get("if-none-match", "")
         if etag in [t.strip() for t in wanted.split(",")]:
             return Response(status_code=304, headers=headers)
         if encoded:
-            assert self.gzipped is not None
             headers["Content-Encoding"] = "gzip"
-            return Response(self.gzipped, media_type=self.media_type, headers=headers)
+            return Response(self.compress(), media_type=self.media_type, headers=headers)
         return Response(self.content, media_type=self.media_type, headers=headers)
 
 
@@ -194,4 +202,6 @@ async def respond(request: Request, build: Callable[[], Body]) -> Response:
     if body is None:
         body = await run_in_threadpool(reuse.get, key, build)
     assert isinstance(body, Body)
+    if body.gzipped is None and body.wants_gzip(request):
+        await run_in_threadpool(body.compress)
     return body.response(request)

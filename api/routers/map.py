@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.cache import Body, json_body, respond
 from api.deps import ConnDep, SettingsDep
-from api.geojson import feature_collection, point_feature
+from api.geojson import feature_collection, iso, point_feature
 from api.routers.accountability import (
     FromQuery,
     PeriodQuery,
@@ -92,16 +92,26 @@ INLINE_POPUPS_UP_TO = 2000
 
 def map_enterprise(row: dict[str, Any]) -> dict[str, Any]:
     """An enterprise as the map's popup reads it: its outlets' ids in order and their latest
-    values by outlet id (the list endpoint nests limits and values inside each outlet)."""
+    values by outlet id (the list endpoint nests limits and values inside each outlet). Built
+    field by field: a generic walk of 10,000 enterprises' rows costs a second per map."""
     outlets = row.get("outlets") or []
-    return point_feature(
-        {
-            **{k: v for k, v in row.items() if k != "outlets"},
-            "outlets": [o["id"] for o in outlets],
-            "latest": {o["id"]: o.get("latest") or {} for o in outlets},
-        },
-        kind="enterprise",
-    )
+    props = {k: row.get(k) for k in ("id", "name", "name_zh", "industry", "district")}
+    props["compliance"] = row.get("compliance")
+    props["outlets"] = [o["id"] for o in outlets]
+    props["latest"] = {
+        o["id"]: {
+            pol: {**v, "time": iso(v["time"])} if isinstance(v.get("time"), datetime) else v
+            for pol, v in (o.get("latest") or {}).items()
+        }
+        for o in outlets
+    }
+    props["kind"] = "enterprise"
+    return {
+        "type": "Feature",
+        "id": row["id"],
+        "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+        "properties": props,
+    }
 
 
 @router.get("/map", response_class=HTMLResponse, summary="Interactive map (HTML)")
