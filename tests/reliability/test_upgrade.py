@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from registry.loader import load_registry
 from store.auth import create_token
-from store.schema import MIGRATIONS, migrate
+from store.schema import MIGRATIONS, StorageMode, migrate, storage_mode
 from sunlight.settings import Settings
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.reliability.api_server import filled_database
@@ -197,11 +197,17 @@ def test_backup_and_restore_round_trip(pg_cluster: PostgresCluster, tmp_path: Pa
             timeout=60,
         )
         before = table_digests(url)
+        with psycopg.connect(url) as conn:
+            timescale = storage_mode(conn) is StorageMode.TIMESCALEDB
     restored = pg_cluster.url("restored_from_dump")
     with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
         conn.execute("drop database if exists restored_from_dump with (force)")
         conn.execute("create database restored_from_dump")
     try:
+        if timescale:  # as docs/operations.md says: TimescaleDB's own restore bracket
+            with psycopg.connect(restored, autocommit=True) as conn:
+                conn.execute("create extension timescaledb")
+                conn.execute("select timescaledb_pre_restore()")
         subprocess.run(
             [
                 str(bindir / "pg_restore"),
@@ -214,6 +220,9 @@ def test_backup_and_restore_round_trip(pg_cluster: PostgresCluster, tmp_path: Pa
             capture_output=True,
             timeout=60,
         )
+        if timescale:
+            with psycopg.connect(restored, autocommit=True) as conn:
+                conn.execute("select timescaledb_post_restore()")
         out = subprocess.run(
             [sys.executable, "-m", "sunlight", "db", "migrate"],
             env={**os.environ, "SUNLIGHT_DATABASE_URL": restored},
