@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -48,6 +48,7 @@ class Body:
     media_type: str
     etag: str
     gzipped: bytes | None = None
+    _compressing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def of(cls, content: bytes, media_type: str) -> Body:
@@ -60,10 +61,12 @@ class Body:
         )
 
     def compress(self) -> bytes:
-        """The gzip encoding, made once (two threads racing here make the same bytes)."""
-        if self.gzipped is None:
-            self.gzipped = gzip.compress(self.content, GZIP_LEVEL, mtime=0)
-        return self.gzipped
+        """The gzip encoding, made once: a crowd arriving together waits for one compression
+        instead of each compressing megabytes."""
+        with self._compressing:
+            if self.gzipped is None:
+                self.gzipped = gzip.compress(self.content, GZIP_LEVEL, mtime=0)
+            return self.gzipped
 
     def response(self, request: Request) -> Response:
         """200 with the body (gzip-encoded when the client accepts it), or 304 when the client

@@ -1,6 +1,7 @@
 """Plots of recorded benchmark results, committed beside BENCHMARKS.md.
 
     python -m bench.plot api     # bench/results/api-{1,4,16}.json -> docs/bench-api.png
+    python -m bench.plot rules   # bench/results/rules-{1,4,16}.json -> docs/bench-rules.png
 
 Each panel puts the figures of the 1x, 4x and 16x runs side by side, so growth with the
 volume of history (issue 7 §5) reads at a glance.
@@ -109,6 +110,47 @@ def plot_api(results: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_rules(results: list[dict[str, Any]], out: Path) -> None:
+    """Seconds to judge one hour (engine and SQL-aggregate floor) per history scale, with the
+    10 s target and the engine/floor ratio on each bar (bench.rules)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not results:
+        raise SystemExit("no results to plot: run python -m bench.rules first")
+    labels = [f"{r['scale']}x\n{r['stored_readings'] / 1e6:.1f} M readings stored" for r in results]
+    xs = list(range(len(results)))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    engine = ax.bar([x - 0.2 for x in xs], [r["engine_s"] for r in results], 0.4, label="engine")
+    ax.bar(
+        [x + 0.2 for x in xs], [r["floor_s"] for r in results], 0.4, label="SQL aggregate (floor)"
+    )
+    for bar, r in zip(engine, results, strict=True):
+        ax.annotate(
+            f"{r['ratio']:.1f}x floor",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.axhline(10, color="red", linestyle="dashed", linewidth=1, label="target 10 s")
+    ax.set_xticks(xs, labels)
+    ax.set_ylabel("seconds to judge one hour")
+    first = results[0]
+    ax.set_title(
+        f"Rules: one hour of {first['outlets']:,} outlets x 4 pollutants "
+        f"({first['readings_in_hour'] / 1e6:.1f} M minute readings), {first['date'][:10]}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def _history_rows(result: dict[str, Any]) -> int:
     rows = result["data"]["rows"]
     return int(rows["readings_hourly"]) + int(rows["judgements"]) + int(rows["readings"])
@@ -123,13 +165,100 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", choices=("api",))
+    parser.add_argument("benchmark", choices=("api", "rules"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--markdown", action="store_true", help="print the tables instead")
     args = parser.parse_args()
+    if args.markdown:
+        print(api_tables(load_results(args.benchmark, args.results)))
+        return
     out = args.output or ROOT / "docs" / f"bench-{args.benchmark}.png"
-    plot_api(load_results(args.benchmark, args.results), out)
+    plot = plot_rules if args.benchmark == "rules" else plot_api
+    plot(load_results(args.benchmark, args.results), out)
     print(f"wrote {out}")
+
+
+def api_tables(results: list[dict[str, Any]]) -> str:
+    """The figures of each run as Markdown tables, for BENCHMARKS.md (copied, never typed)."""
+    head = " | ".join(f"{r['scale']}x" for r in results)
+    lines = [
+        "| figure | " + head + " | target | met |",
+        "| --- | " + " | ".join("---" for _ in results) + " | --- | --- |",
+    ]
+
+    def row(label: str, values: list[str], target: str = "", met: str = "") -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + f" | {target} | {met} |")
+
+    row(
+        "hourly-rollup rows (history)",
+        [f"{r['data']['rows']['readings_hourly']:,}" for r in results],
+    )
+    row("judgement rows", [f"{r['data']['rows']['judgements']:,}" for r in results])
+    row("episodes", [f"{r['data']['rows']['episodes']:,}" for r in results])
+    row("minute readings", [f"{r['data']['rows']['readings']:,}" for r in results])
+    for key, label in (
+        ("baseline_stations", "do-nothing app, stations' bytes"),
+        *API_ENDPOINTS,
+        ("baseline_series_year", "do-nothing app, a year's bytes"),
+        ("baseline_map", "do-nothing app, map's bytes"),
+        ("stations_gzip", "/stations, gzip"),
+        ("map_gzip", "/map, gzip"),
+    ):
+        target = API_TARGETS_MS.get(key)
+        if key == "enterprises_all":
+            target = API_TARGETS_MS["enterprises"]
+        p99 = [r["scenarios"][key]["p99_ms"] for r in results]
+        row(
+            f"{label}: req/s",
+            [f"{r['scenarios'][key]['rps']:,.0f}" for r in results],
+        )
+        row(
+            f"{label}: p50 / p99 ms",
+            [
+                f"{r['scenarios'][key]['p50_ms']:,.0f} / {r['scenarios'][key]['p99_ms']:,.0f}"
+                for r in results
+            ],
+            f"p99 ≤ {target}" if target else "",
+            ("yes" if all(v <= target for v in p99) else "no") if target else "",
+        )
+        if "cold_ms" in results[0]["scenarios"][key]:
+            row(
+                f"{label}: first request (cold) ms",
+                [f"{r['scenarios'][key]['cold_ms']:,.0f}" for r in results],
+            )
+            row(
+                f"{label}: one client, warm, median / max ms",
+                [
+                    f"{r['scenarios'][key]['warm_median_ms']:,.0f}"
+                    f" / {r['scenarios'][key]['warm_max_ms']:,.0f}"
+                    for r in results
+                ],
+            )
+            row(
+                f"{label}: body bytes",
+                [f"{r['scenarios'][key]['body_bytes']:,}" for r in results],
+            )
+    ratios = [r["ratio_stations_to_baseline"] for r in results]
+    row(
+        "stations ÷ do-nothing throughput",
+        [f"{v:.2f}" for v in ratios],
+        "≥ 0.5",
+        "yes" if all(v >= 0.5 for v in ratios) else "no",
+    )
+    renders = [r.get("map_render", {}) for r in results]
+    if all("median_s" in m for m in renders):
+        row(
+            "/map in Chromium, median / max s",
+            [f"{m['median_s']:.2f} / {m['max_s']:.2f}" for m in renders],
+            "≤ 2",
+            "yes" if all(m["max_s"] <= 2 for m in renders) else "no",
+        )
+    row(
+        "load average before / after",
+        [f"{r['loadavg_start'][0]:.1f} / {r['loadavg_end'][0]:.1f}" for r in results],
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
