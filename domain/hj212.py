@@ -78,14 +78,25 @@ def crc16_hj212(data: bytes) -> int:
     byte before the eight rounds, so the two disagree on every realistic input.
     """
     crc = 0xFFFF
+    table = _CRC_TABLE
     for byte in data:
         crc = (crc >> 8) ^ byte
-        for _ in range(8):
-            carry = crc & 1
-            crc >>= 1
-            if carry:
-                crc ^= 0xA001
+        crc = (crc >> 8) ^ table[crc & 0xFF]
     return crc
+
+
+def _eight_rounds(value: int) -> int:
+    """Annex A's eight shift-and-XOR rounds. They are linear, so on a 16-bit register they
+    equal ``(value >> 8) ^ rounds(value & 0xFF)``: a 256-entry table does them per byte."""
+    for _ in range(8):
+        carry = value & 1
+        value >>= 1
+        if carry:
+            value ^= 0xA001
+    return value
+
+
+_CRC_TABLE: Final = tuple(_eight_rounds(i) for i in range(256))
 
 
 # --- Frame values ----------------------------------------------------------------------------
@@ -246,7 +257,8 @@ _HEADER_KEYS: Final = ("QN", "ST", "CN", "PW", "MN", "Flag", "PNUM", "PNO")
 _REQUIRED_KEYS: Final = ("QN", "ST", "CN", "PW", "MN", "Flag")
 _CP_OPEN: Final = "CP=&&"
 _CP_CLOSE: Final = "&&"
-_HEX: Final = frozenset(b"0123456789ABCDEFabcdef")
+_HEX_RE: Final = re.compile(rb"[0-9A-Fa-f]*")
+_PRINTABLE_RE: Final = re.compile(rb"[\x20-\x7e]*")
 
 
 def parse_frame(raw: bytes) -> Frame:
@@ -275,7 +287,7 @@ def parse_frame(raw: bytes) -> Frame:
             f"length field says {length} + 4 CRC characters, frame has {len(body)}", "bad_length"
         )
     segment, crc_field = body[:length], body[length:]
-    if not all(b in _HEX for b in crc_field):
+    if not _HEX_RE.fullmatch(crc_field):
         raise _error(f"CRC field {crc_field!r} is not four hex digits", "bad_crc")
     expected = crc16_hj212(segment)
     if int(crc_field, 16) != expected:
@@ -283,7 +295,7 @@ def parse_frame(raw: bytes) -> Frame:
             f"CRC {crc_field.decode('ascii')} does not match the data segment ({expected:04X})",
             "bad_crc",
         )
-    if not all(0x20 <= b <= 0x7E for b in segment):
+    if not _PRINTABLE_RE.fullmatch(segment):
         raise _error("data segment is not printable ASCII", "not_ascii")
     return _parse_segment(segment.decode("ascii"))
 

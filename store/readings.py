@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -20,8 +20,8 @@ from store.schema import StorageMode
 logger = logging.getLogger(__name__)
 
 _ROLLED_UP = {Period.SAMPLE, Period.MINUTE}
-_PERIOD_TEXT = {p: p.value for p in Period}
-_COPY_TYPES = ["timestamptz", "int4", "int4", "text", "text", "float8", "text", "text"]  # a dict lookup beats the enum's value property
+_PERIOD_TEXT = {p: p.value for p in Period}  # a dict lookup beats the enum's value property
+_COPY_TYPES = ["timestamptz", "int4", "int4", "text", "text", "float8", "text", "text"]
 # Inside this window the continuous aggregate's own policy catches late rows; older ones are
 # refreshed by the writer (kept equal to the start_offset of the policy in store.schema).
 CAGG_POLICY_WINDOW = timedelta(days=3)
@@ -101,8 +101,8 @@ def write_readings(
         inserted, updated = _merge_wide(conn, unique)
     else:
         inserted, updated = _merge_narrow(conn)
-    _update_latest(conn, unique)
-    _queue_rejudging(conn, unique)
+    _update_latest(conn)
+    _queue_rejudging(conn)
     rolled = [r.time for r in unique if r.period in _ROLLED_UP]
     touched = (_hour(min(rolled)), _hour(max(rolled))) if rolled else None
     return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
@@ -279,62 +279,44 @@ def _recompute_rollup(conn: psycopg.Connection, rows: Sequence[StoredReading]) -
     )
 
 
-def _queue_rejudging(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
+def _queue_rejudging(conn: psycopg.Connection) -> None:
     """Hours before the current one that this batch changed: the alerts service judges them
     again if it already had (late data must not leave a stale verdict)."""
-    current = _hour(datetime.now(UTC))
-    stale = sorted({(r.site_key, _hour(r.time)) for r in rows if r.time < current})
-    if not stale:
-        return
-    sites, hours = (list(c) for c in zip(*stale, strict=True))
     conn.execute(
         "insert into rejudge_queue (site_key, hour)"
-        " select * from unnest(%s::integer[], %s::timestamptz[]) on conflict do nothing",
-        (sites, hours),
+        " select distinct site_key, date_trunc('hour', time, 'UTC') from readings_in"
+        " where time < date_trunc('hour', now(), 'UTC') on conflict do nothing"
     )
 
 
-def _update_latest(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
-    newest: dict[tuple[int, str, Period], StoredReading] = {}
-    newest_valid: dict[tuple[int, str, Period], StoredReading] = {}
-    for r in rows:
-        key = (r.site_key, r.pollutant, r.period)
-        if key not in newest or r.time >= newest[key].time:
-            newest[key] = r
-        if r.flag == "N" and (key not in newest_valid or r.time >= newest_valid[key].time):
-            newest_valid[key] = r
-    latest = sorted(newest.values(), key=lambda r: (r.site_key, r.pollutant, r.period.value))
+def _update_latest(conn: psycopg.Connection) -> None:
+    """Newest value per site, pollutant and period, straight from the staged batch.
+
+    ``valid_received_at`` moves whenever the batch has a flag-N value for the key, even an
+    older one: a back-fill shows the device is sending.
+    """
     conn.execute(
         """
         insert into latest_readings as l
-            (site_key, pollutant, period, device_key, time, value, unit, flag)
-        select * from unnest(%s::integer[], %s::text[], %s::averaging_period[], %s::integer[],
-                             %s::timestamptz[], %s::double precision[], %s::text[], %s::char(1)[])
-        on conflict (site_key, pollutant, period) do update
-            set device_key = excluded.device_key, time = excluded.time,
-                value = excluded.value, unit = excluded.unit, flag = excluded.flag
-            where excluded.time >= l.time
-        """,
-        [
-            [r.site_key for r in latest],
-            [r.pollutant for r in latest],
-            [r.period.value for r in latest],
-            [r.device_key for r in latest],
-            [r.time for r in latest],
-            [r.value for r in latest],
-            [r.unit for r in latest],
-            [r.flag for r in latest],
-        ],
+            (site_key, pollutant, period, device_key, time, value, unit, flag, valid_received_at)
+        select site_key, pollutant, period, device_key, time, value, unit, flag,
+               case when any_valid then now() end
+        from (
+            select distinct on (site_key, pollutant, period) *,
+                   bool_or(flag = 'N') over (partition by site_key, pollutant, period) as any_valid
+            from readings_in
+            order by site_key, pollutant, period, time desc
+        ) newest
+        on conflict (site_key, pollutant, period) do update set
+            device_key = case when excluded.time >= l.time
+                              then excluded.device_key else l.device_key end,
+            value = case when excluded.time >= l.time then excluded.value else l.value end,
+            unit = case when excluded.time >= l.time then excluded.unit else l.unit end,
+            flag = case when excluded.time >= l.time then excluded.flag else l.flag end,
+            time = greatest(excluded.time, l.time),
+            valid_received_at = coalesce(excluded.valid_received_at, l.valid_received_at)
+        """
     )
-    if newest_valid:
-        keys = sorted((k[0], k[1], k[2].value) for k in newest_valid)
-        sites, pols, pers = (list(c) for c in zip(*keys, strict=True))
-        conn.execute(
-            "update latest_readings l set valid_received_at = now()"
-            " from unnest(%s::integer[], %s::text[], %s::averaging_period[]) as k(s, p, a)"
-            " where l.site_key = k.s and l.pollutant = k.p and l.period = k.a",
-            (sites, pols, pers),
-        )
 
 
 def refresh_late_aggregate(

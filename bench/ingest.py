@@ -1,0 +1,693 @@
+"""Ingest end to end: devices → Mosquitto → ingestor(s) → PostgreSQL, against the ceiling.
+
+    python -m bench.ingest                      # the figures in BENCHMARKS.md (about 12 minutes)
+    python -m bench.ingest --smoke              # a few seconds each phase (CI)
+    python -m bench.ingest --history 16000000   # the same with 16 M readings already stored
+
+Every message is one device's minute of 10 flue-gas values, half as JSON on
+``…/readings``, half as HJ 212-2017 minute frames (CN 2051) on ``…/hj212``, published with
+QoS 1 by separate publisher processes through a Mosquitto that enforces accounts and ACLs.
+
+Phases, one stream definition for all of them:
+
+1. ceiling — a do-nothing paho-mqtt subscriber (QoS 1, in its own process) receives the stream
+   published at full speed: the rate the broker and client library can deliver on this machine;
+2. ingest — the real ingestor (``sunlight ingest``) receives the same stream at full speed;
+   readings/s committed is read from its Prometheus counter, which moves only after commit;
+3. paced — the stream published at the target rate for the sustained window, while a probe
+   device publishes a message every 100 ms and the bench polls PostgreSQL for it: the
+   publish-to-queryable latency (p50/p99) under that load;
+4. shared — two ingestors on a ``$share`` subscription at full speed: the scaling factor.
+
+Results go to stdout and to ``bench/results/ingest-<label>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from domain.hj212 import CpData, Frame, build_frame, make_flag
+from registry.broker_auth import INGEST, SIMULATOR, BrokerAuth, generate_broker_auth
+from registry.loader import load_registry
+from registry.model import read_registry_file
+from store.schema import migrate
+from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
+from sunlight.cli import default_registry_file
+
+RESULTS = Path(__file__).parent / "results"
+VALUES_PER_MESSAGE = 10
+# (pollutant, JSON unit, HJ 212 code, typical level): a flue-gas CEMS's minute.
+POLLUTANTS = (
+    ("so2", "mg/m3", "a21026", 25.0),
+    ("nox", "mg/m3", "a21002", 40.0),
+    ("no", "mg/m3", "a21003", 20.0),
+    ("co", "mg/m3", "a21005", 30.0),
+    ("pm", "mg/m3", "a34013", 6.0),
+    ("o2", "%", "a19001", 8.0),
+    ("flow", "m3/s", "a00000", 120.0),
+    ("temperature", "degC", "a01012", 95.0),
+    ("pressure", "kPa", "a01013", 101.0),
+    ("humidity", "%", "a01014", 9.0),
+)
+PASSWORD = "123456"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Message i: device i mod n, minute i div n after ``start`` (so every message is new)."""
+
+    devices: int
+    start: datetime
+
+    def device(self, i: int) -> int:
+        return i % self.devices
+
+    def message(self, i: int) -> tuple[str, bytes]:
+        d, minute = i % self.devices, i // self.devices
+        t = self.start + timedelta(minutes=minute)
+        wobble = 1 + ((i * 7919) % 200 - 100) / 2000  # ±5 %, deterministic
+        if d % 2 == 0:
+            body = {
+                "ts": t.isoformat().replace("+00:00", "Z"),
+                "period": "minute",
+                "readings": [
+                    {"pollutant": p, "value": round(level * wobble, 2), "unit": u}
+                    for p, u, _code, level in POLLUTANTS
+                ],
+            }
+            return f"sunlight/v1/devices/{device_id(d)}/readings", json.dumps(body).encode()
+        local = t.astimezone(UTC) + timedelta(hours=8)  # devices keep Beijing time
+        frame = Frame(
+            qn=local.strftime("%Y%m%d%H%M%S000"),
+            st="31",
+            cn="2051",
+            pw=PASSWORD,
+            mn=device_mn(d),
+            flag=make_flag(reply=False),
+            cp=CpData(
+                data_time=local.strftime("%Y%m%d%H%M%S"),
+                pollutants={
+                    code: {"Avg": f"{level * wobble:.2f}", "Flag": "N"}
+                    for _p, _u, code, level in POLLUTANTS
+                },
+            ),
+        )
+        return f"sunlight/v1/devices/{device_id(d)}/hj212", build_frame(frame)
+
+
+def device_id(d: int) -> str:
+    return f"bench-{d:06d}"
+
+
+def device_mn(d: int) -> str:
+    return f"BENCH{d:011d}"
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+
+def write_registry(path: Path, devices: int) -> None:
+    """The example registry's offices and districts with ``devices`` synthetic stacks."""
+    base = yaml.safe_load(default_registry_file().read_text(encoding="utf-8"))
+    districts = base["districts"]
+    enterprises = []
+    per_enterprise = 10
+    for e in range(0, devices, per_enterprise):
+        district = districts[(e // per_enterprise) % len(districts)]
+        lons = [p[0] for p in district["boundary"]]
+        lats = [p[1] for p in district["boundary"]]
+        outlets = []
+        for d in range(e, min(e + per_enterprise, devices)):
+            outlets.append(
+                {
+                    "id": f"bench-out-{d:06d}",
+                    "name": f"Stack {d}",
+                    "kind": "gas",
+                    "reference_o2": 6,
+                    "limits": [
+                        {
+                            "pollutant": "so2",
+                            "value": 35,
+                            "unit": "mg/m3",
+                            "period": "hour",
+                            "o2_corrected": True,
+                            "standard": "GB 13223-2011",
+                        }
+                    ],
+                    "devices": [
+                        {
+                            "id": device_id(d),
+                            "mn": device_mn(d),
+                            "hj212_password": PASSWORD,
+                            "timezone": "+08:00",
+                        }
+                    ],
+                }
+            )
+        enterprises.append(
+            {
+                "id": f"bench-ent-{e // per_enterprise:05d}",
+                "name": f"Bench enterprise {e // per_enterprise}",
+                "industry": "thermal_power",
+                "lon": round(sum(lons) / len(lons), 5),
+                "lat": round(sum(lats) / len(lats), 5),
+                "district": district["id"],
+                "outlets": outlets,
+            }
+        )
+    registry = {k: v for k, v in base.items() if k in ("regulators", "districts")}
+    registry["stations"] = []
+    registry["enterprises"] = enterprises
+    path.write_text(yaml.safe_dump(registry, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def prefill_history(url: str, readings: int, before: datetime) -> None:
+    """Store ``readings`` older minutes for the bench devices straight in SQL (plain path),
+    so a run shows whether ingest slows as history grows."""
+    if readings <= 0:
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """
+            insert into reading_codes (pollutant, unit)
+            select * from unnest(%s::text[], %s::text[]) on conflict do nothing
+            """,
+            ([p for p, *_ in POLLUTANTS], [canonical_unit(p, u) for p, u, *_ in POLLUTANTS]),
+        )
+        keys = conn.execute("select array_agg(key order by key) from devices").fetchone()[0]  # type: ignore[index]
+        minutes = readings // (VALUES_PER_MESSAGE * len(keys)) + 1
+        conn.execute(
+            """
+            insert into reading_rows (time, device_key, site_key, period, codes, vals, flags)
+            select %s - make_interval(mins => m), d.key, s.key, 'minute',
+                   (select array_agg(id order by id) from reading_codes),
+                   array_fill(random() * 50, array[10]), 'NNNNNNNNNN'
+            from generate_series(1, %s) m, devices d join sites s on s.id = d.site_id
+            """,
+            (before, minutes),
+        )
+        conn.execute("vacuum analyze reading_rows")
+
+
+def canonical_unit(pollutant: str, unit: str) -> str:
+    return {"temperature": "degC"}.get(pollutant, unit)
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _publisher(  # noqa: PLR0917 - a multiprocessing target takes positional arguments
+    broker: tuple[str, int, str, str],
+    stream: Stream,
+    indices: range,
+    rate: float | None,
+    ready: Any,
+    go: Any,
+    out: Any,
+) -> None:
+    """Publish messages ``indices`` with QoS 1; ``rate`` messages/s in total, or full speed."""
+    host, port, user, password = broker
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    client.username_pw_set(user, password)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    acked = 0
+    done = threading.Event()
+
+    def on_publish(*_: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == len(indices):
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    ready.set()
+    go.wait()
+    began = time.monotonic()
+    for n, i in enumerate(indices):
+        topic, payload = stream.message(i)
+        client.publish(topic, payload, qos=1)
+        if rate is not None:
+            ahead = began + n / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        elif n % 2000 == 1999:
+            # Full speed, but never more than ~20,000 messages ahead of the broker's acks.
+            while n - acked > 20_000:
+                time.sleep(0.001)
+    done.wait(600)
+    out.put((len(indices), acked, time.monotonic() - began))
+    client.disconnect()
+    client.loop_stop()
+
+
+def _null_subscriber(
+    broker: tuple[str, int, str, str], expected: int, ready: Any, out: Any
+) -> None:
+    """The ceiling: receive with QoS 1 and do nothing else."""
+    host, port, user, password = broker
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-null")
+    client.username_pw_set(user, password)
+    count = 0
+    first = last = 0.0
+    finished = threading.Event()
+
+    def on_connect(c: mqtt.Client, *_: object) -> None:
+        c.subscribe([("sunlight/v1/devices/+/readings", 1), ("sunlight/v1/devices/+/hj212", 1)])
+
+    def on_subscribe(*_: object) -> None:
+        ready.set()
+
+    def on_message(*_: object) -> None:
+        nonlocal count, first, last
+        now = time.monotonic()
+        if count == 0:
+            first = now
+        count += 1
+        last = now
+        if count >= expected:
+            finished.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    finished.wait(900)
+    client.disconnect()
+    client.loop_stop()
+    out.put((count, first, last))
+
+
+@contextmanager
+def ingestors(
+    count: int, url: str, broker: MosquittoServer, auth: BrokerAuth, logs: Path
+) -> Iterator[list[int]]:
+    """``count`` ingestor processes (a shared subscription when more than one); yields their
+    metrics ports."""
+    procs, ports = [], []
+    for n in range(count):
+        port = free_port()
+        env = {
+            **os.environ,
+            "SUNLIGHT_DATABASE_URL": url,
+            "SUNLIGHT_MQTT_URL": broker.url,
+            "SUNLIGHT_MQTT_CREDENTIALS_FILE": str(auth.credentials_file),
+            "SUNLIGHT_MQTT_ACCOUNT": INGEST,
+            "SUNLIGHT_MQTT_CLIENT_ID": f"bench-ingest-{n}-{port}",
+            "SUNLIGHT_METRICS_PORT": str(port),
+            "SUNLIGHT_INGEST_BATCH_SIZE": os.environ.get("SUNLIGHT_INGEST_BATCH_SIZE", "2000"),
+            "SUNLIGHT_INGEST_BATCH_MS": os.environ.get("SUNLIGHT_INGEST_BATCH_MS", "100"),
+        }
+        if count > 1:
+            env["SUNLIGHT_MQTT_SHARED_GROUP"] = "bench"
+        log = open(logs / f"ingest-{n}.log", "ab")  # noqa: SIM115 - closed below
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "sunlight", "ingest"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
+        ports.append(port)
+    try:
+        for (proc, _log), port in zip(procs, ports, strict=True):
+
+            def up(p: int = port, pr: subprocess.Popen[bytes] = proc) -> bool:
+                return port_open(p) or pr.poll() is not None
+
+            wait_until(up, 60, "ingest")
+            if proc.poll() is not None:
+                raise RuntimeError((logs / "ingest-0.log").read_text())
+        yield ports
+    finally:
+        for proc, _log in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc, log in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def stored(ports: list[int]) -> int:
+    """Readings committed so far, from the ingestors' own counters."""
+    total = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith("sunlight_ingest_readings_stored_total"):
+                    total += float(line.split()[-1])
+    return int(total)
+
+
+def publish(
+    broker: tuple[str, int, str, str],
+    stream: Stream,
+    count: int,
+    *,
+    rate: float | None,
+    publishers: int,
+) -> tuple[int, float]:
+    """Publish messages [first, first+count) from ``publishers`` processes; return (acked, s)."""
+    ctx = mp.get_context("spawn")
+    out: Any = ctx.Queue()
+    go = ctx.Event()
+    procs, readies = [], []
+    for k in range(publishers):
+        ready = ctx.Event()
+        share = range(k, count, publishers)
+        per_rate = rate / publishers if rate else None
+        p = ctx.Process(target=_publisher, args=(broker, stream, share, per_rate, ready, go, out))
+        p.start()
+        procs.append(p)
+        readies.append(ready)
+    for r in readies:
+        r.wait(60)
+    go.set()
+    results = [out.get(timeout=900) for _ in procs]
+    for p in procs:
+        p.join(30)
+    return sum(r[1] for r in results), max(r[2] for r in results)
+
+
+# -- phases ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    url_for: Any  # name -> database url
+    broker: MosquittoServer
+    auth: BrokerAuth
+    registry: Path
+    devices: int
+    publishers: int
+    logs: Path
+    history: int
+
+    def endpoint(self, account: str) -> tuple[str, int, str, str]:
+        return ("127.0.0.1", self.broker.port, account, self.auth.account(account).password)
+
+    def stream(self) -> Stream:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        return Stream(self.devices, now - timedelta(days=2))
+
+    def database(self, name: str) -> str:
+        url: str = self.url_for(name)
+        migrate(url)
+        load_registry(url, self.registry)
+        prefill_history(url, self.history, self.stream().start)
+        return url
+
+    def ceiling(self, messages: int) -> dict[str, float]:
+        ctx = mp.get_context("spawn")
+        out: Any = ctx.Queue()
+        ready = ctx.Event()
+        sub = ctx.Process(
+            target=_null_subscriber, args=(self.endpoint(INGEST), messages, ready, out)
+        )
+        sub.start()
+        ready.wait(60)
+        acked, _seconds = publish(
+            self.endpoint(SIMULATOR), self.stream(), messages, rate=None, publishers=self.publishers
+        )
+        count, first, last = out.get(timeout=900)
+        sub.join(30)
+        rate = (count - 1) / (last - first) if last > first else float("nan")
+        return {
+            "messages": messages,
+            "published": acked,
+            "received": count,
+            "readings_per_s": rate * VALUES_PER_MESSAGE,
+        }
+
+    def ingest(self, messages: int, ingestor_count: int, name: str) -> dict[str, float]:
+        url = self.database(name)
+        with ingestors(ingestor_count, url, self.broker, self.auth, self.logs) as ports:
+            samples: list[tuple[float, int]] = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.wait(1.0):
+                    samples.append((time.monotonic(), stored(ports)))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            acked, seconds = publish(
+                self.endpoint(SIMULATOR),
+                self.stream(),
+                messages,
+                rate=None,
+                publishers=self.publishers,
+            )
+            expected = acked * VALUES_PER_MESSAGE
+            wait_until(lambda: stored(ports) >= expected, 900, "ingest to catch up")
+            stop.set()
+            sampler.join()
+            final = stored(ports)
+        steady = _steady_rate(samples, expected)
+        return {
+            "messages": messages,
+            "published": acked,
+            "readings_expected": expected,
+            "readings_stored": final,
+            "lost": max(expected - final, 0),
+            "readings_per_s": steady,
+            "ingestors": ingestor_count,
+            "publish_seconds": seconds,
+        } | _database_counts(url)
+
+    def paced(self, rate_readings: float, seconds: float, name: str) -> dict[str, float]:
+        url = self.database(name)
+        messages = int(rate_readings / VALUES_PER_MESSAGE * seconds)
+        stream = self.stream()
+        with ingestors(1, url, self.broker, self.auth, self.logs) as ports:
+            result: dict[str, Any] = {}
+
+            def load() -> None:
+                result["acked"], result["seconds"] = publish(
+                    self.endpoint(SIMULATOR),
+                    stream,
+                    messages,
+                    rate=rate_readings / VALUES_PER_MESSAGE,
+                    publishers=self.publishers,
+                )
+
+            loader = threading.Thread(target=load)
+            loader.start()
+            before = time.monotonic()
+            latencies = probe_latencies(self, url, stream, loader)
+            loader.join()
+            wall = time.monotonic() - before
+            expected = result["acked"] * VALUES_PER_MESSAGE
+            wait_until(lambda: stored(ports) >= expected, 600, "ingest to catch up")
+            lag = time.monotonic() - before - wall
+        latencies.sort()
+        return {
+            "target_readings_per_s": rate_readings,
+            "seconds": seconds,
+            "published": result["acked"],
+            "offered_readings_per_s": expected / result["seconds"],
+            "catch_up_after_publishing_s": lag,
+            "probes": len(latencies),
+            "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+            "latency_p99_ms": 1000 * _percentile(latencies, 0.99),
+            "latency_max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+        } | _database_counts(url)
+
+
+def probe_latencies(
+    bench: Bench, url: str, stream: Stream, loader: threading.Thread
+) -> list[float]:
+    """Every 100 ms a probe device (the stream's last device, whose own minutes lie far in
+    the past) publishes a fresh minute; the time until PostgreSQL answers it is a latency."""
+    host, port, user, password = bench.endpoint(SIMULATOR)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
+    client.username_pw_set(user, password)
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    probe = bench.devices - 1
+    sent: dict[datetime, float] = {}
+    latencies: list[float] = []
+    base = stream.start - timedelta(days=1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = conn.execute("select key from devices where id = %s", (device_id(probe),)).fetchone()[
+            0
+        ]  # type: ignore[index]
+        n, seen = 0, base
+        next_send = time.monotonic()
+        while loader.is_alive() or sent:
+            now = time.monotonic()
+            if loader.is_alive() and now >= next_send:
+                t = base + timedelta(minutes=n + 1)
+                body = {
+                    "ts": t.isoformat().replace("+00:00", "Z"),
+                    "readings": [{"pollutant": "so2", "value": 1.0, "unit": "mg/m3"}],
+                }
+                sent[t] = time.monotonic()
+                client.publish(
+                    f"sunlight/v1/devices/{device_id(probe)}/readings", json.dumps(body), 1
+                )
+                n += 1
+                next_send += 0.1
+            rows = conn.execute(
+                "select time from readings where device_key = %s and period = 'minute'"
+                " and time > %s and time <= %s",
+                (key, seen, base + timedelta(days=1)),
+            ).fetchall()
+            arrived = time.monotonic()
+            for (t,) in rows:
+                if t in sent:
+                    latencies.append(arrived - sent.pop(t))
+                seen = max(seen, t)
+            if not loader.is_alive() and sent and arrived - max(sent.values()) > 30:
+                break  # a probe never arrived: reported as lost below
+            time.sleep(0.005)
+    client.disconnect()
+    client.loop_stop()
+    return latencies
+
+
+def _steady_rate(samples: list[tuple[float, int]], expected: int) -> float:
+    """Committed readings/s between 10 % and 90 % of the stream (no warm-up, no tail)."""
+    inside = [(t, n) for t, n in samples if 0.1 * expected <= n <= 0.9 * expected]
+    if len(inside) < 2:
+        inside = samples[:1] + samples[-1:]
+    (t0, n0), (t1, n1) = inside[0], inside[-1]
+    return (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _database_counts(url: str) -> dict[str, float]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select count(*), count(*) - count(distinct (device_key, pollutant, period, time))"
+            " from readings where device_key in (select key from devices where id like 'bench-%%')"
+        ).fetchone()
+        letters = conn.execute("select count(*) from dead_letters").fetchone()
+    assert row is not None
+    assert letters is not None
+    return {"rows_in_readings": row[0], "duplicates": row[1], "dead_letters": letters[0]}
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="seconds, not minutes (CI)")
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--messages", type=int, default=300_000, help="per full-speed phase")
+    parser.add_argument("--target", type=float, default=30_000, help="readings/s, paced phase")
+    parser.add_argument("--seconds", type=float, default=300, help="paced phase length")
+    parser.add_argument("--history", type=int, default=0, help="readings stored beforehand")
+    parser.add_argument("--label", default=None)
+    args = parser.parse_args()
+    if args.smoke:
+        args.devices, args.messages, args.target, args.seconds = 50, 2_000, 2_000, 5
+        args.publishers = 1
+    label = args.label or ("smoke" if args.smoke else f"history-{args.history}")
+
+    from tests.servers import PostgresCluster
+
+    cluster = PostgresCluster()
+    cluster.start()
+    with tempfile.TemporaryDirectory(prefix="sunlight-bench-") as tmp:
+        root = Path(tmp)
+        try:
+            registry = root / "registry.yaml"
+            write_registry(registry, args.devices)
+            auth = generate_broker_auth(read_registry_file(registry), root / "auth")
+            os.chmod(root, 0o755)
+            broker = MosquittoServer(
+                root / "mqtt", free_port(), persistence=False, auth_dir=auth.out_dir
+            )
+            broker.start()
+
+            def url_for(name: str) -> str:
+                with psycopg.connect(cluster.url(), autocommit=True) as conn:
+                    conn.execute(f"create database {name}")  # bench-chosen names only
+                return cluster.url(name)
+
+            bench = Bench(
+                url_for, broker, auth, registry, args.devices, args.publishers, root, args.history
+            )
+            figures: dict[str, Any] = {
+                "label": label,
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": f"{os.cpu_count()} cores",
+                "devices": args.devices,
+                "values_per_message": VALUES_PER_MESSAGE,
+                "history_readings": args.history,
+            }
+            figures["ceiling"] = bench.ceiling(args.messages)
+            report("ceiling (do-nothing subscriber)", figures["ceiling"])
+            figures["ingest"] = bench.ingest(args.messages, 1, "ingest_one")
+            report("ingest, one ingestor, full speed", figures["ingest"])
+            figures["paced"] = bench.paced(args.target, args.seconds, "ingest_paced")
+            report(f"ingest paced at {args.target:,.0f} readings/s", figures["paced"])
+            figures["shared"] = bench.ingest(args.messages, 2, "ingest_two")
+            report("ingest, two ingestors ($share), full speed", figures["shared"])
+            figures["ratio_to_ceiling"] = (
+                figures["ingest"]["readings_per_s"] / figures["ceiling"]["readings_per_s"]
+            )
+            figures["scaling_two_ingestors"] = (
+                figures["shared"]["readings_per_s"] / figures["ingest"]["readings_per_s"]
+            )
+            print(f"ratio ingest / ceiling: {figures['ratio_to_ceiling']:.2f}")
+            print(f"scaling, two ingestors / one: {figures['scaling_two_ingestors']:.2f}")
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / f"ingest-{label}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        finally:
+            with suppress(NameError):
+                broker.stop()
+            cluster.destroy()
+
+
+def report(title: str, figures: dict[str, float]) -> None:
+    print(f"== {title}")
+    for name, value in figures.items():
+        print(f"  {name}: {value:,.1f}" if isinstance(value, float) else f"  {name}: {value:,}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
