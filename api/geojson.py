@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+_ZERO = timedelta(0)
 LICENSE = "CC BY 4.0"
 NOTICE = (
     "Real-time values are preliminary, unvalidated enterprise self-monitoring and station data, "
@@ -18,6 +19,8 @@ def meta(**extra: Any) -> dict[str, Any]:
 
 def iso(value: datetime) -> str:
     """UTC ISO 8601 with 'Z', the one timestamp format the API emits."""
+    if value.utcoffset() == _ZERO:  # already UTC, as every database session returns times
+        return value.isoformat().replace("+00:00", "Z")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
