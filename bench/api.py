@@ -3,14 +3,20 @@ FastAPI endpoint serving a payload of the same size, in the same run (issue 7 §
 
     python -m bench.api                  # 2,000 stations, 10,000 enterprises, history 1x (30 days)
     python -m bench.api --scale 16       # the same registry, 16x the history (480 days)
-    python -m bench.api --smoke          # a tiny registry and a second of load per endpoint (CI)
+    python -m bench.api --smoke          # a tiny registry, a moment of load per endpoint (CI)
+    python -m bench.api --database-url …  # reuse a database an earlier run filled (no generation)
 
 It starts its own PostgreSQL cluster, migrates it, writes a synthetic registry and data, starts
 the real API (``python -m sunlight api``, one uvicorn process, the rate limit raised for the run
 only through ``SUNLIGHT_API_RATE_LIMIT_PER_MINUTE``) and the do-nothing app (one uvicorn process,
 same settings), and loads each with 64 connections from a second process: ``wrk`` when installed
 (``apt-get install wrk``), otherwise a Python asyncio + httpx generator (what ``--smoke`` uses).
-Last, headless Chromium (Playwright) times ``/map`` until its markers and clusters are drawn.
+Each endpoint is loaded in turn (stations, enterprises at the default page and all 10,000, a
+year of hourly means both repeated and every time another year, a day of minute readings, the
+map, and the lists and map again gzip-encoded as browsers ask), each do-nothing run serving the
+very bytes its API twin answered; before each, the first request (cold) and five requests of one
+warm client are timed. Last, headless Chromium (Playwright) times ``/map`` until its markers
+and clusters are drawn.
 
 What is generated, and why not everything the issue names. Thirty days of minute data for 12,000
 sites is about 3 billion readings: days of writing on a 2-core machine. The public endpoints do
@@ -23,8 +29,9 @@ not read minute data; they read the hourly rollup (``readings_hourly``), the lat
   and at least 366 days for four of them (the subjects of the year-of-hourly-means query), so the
   answer's size stays fixed while the total history grows with ``--scale``;
 * hourly judgements of SO2 and NOx for every outlet for the last 24 hours, and for the history
-  subset's outlets over their whole history; episodes in proportions seen in the example city
-  (3 % of outlets exceeding now, 1 % in a monitoring gap, one closed episode per outlet-month);
+  subset's outlets over their whole history (2 % exceedances, 1 % invalid hours); episodes in
+  chosen proportions (3 % of outlets exceeding now, 1 % in a monitoring gap, 10 % with an episode
+  closed in the last 30 days, the history outlets one per further 30 days);
 * true minute readings, written through ``store.readings.write_readings``, for a few stations
   over the last hours (fixed size: the raw-series endpoint reads a bounded window by index).
 
