@@ -8,8 +8,9 @@ A synthetic registry of gas outlets (one CEMS device each, permit limits for pm,
 co, most O2-corrected to the outlet's reference O2) gets one hour of minute data for the four
 pollutants and O2, with invalid flags (random bad minutes, calibrations, stopped sources, O2
 analyser faults) and a share of outlets over their limits. History is earlier minute data of a
-subset of the outlets (``--history-outlets``, ``--history-days`` × ``--scale``), plus the
-judgements of its hours, so the only thing a scale changes is how much is already stored.
+subset of the outlets (``--history-outlets`` for ``--history-hours`` × ``--scale`` hours), so
+the only thing a scale changes is how many readings are already stored. Everything is written
+through ``store.readings.write_readings``, the writer ingest uses.
 
 Judging is timed through ``alerts.service.Engine.judge_hours``, the scheduler's job: judge every
 rule, record every judgement, open episodes and queue their notifications, advance the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -35,6 +37,8 @@ from typing import Any
 
 import psycopg
 
+from alerts.judge import judge_hour
+from alerts.lifecycle import apply_outcome
 from alerts.service import HOUR_JOB, Engine
 from domain.compliance import MIN_VALID_MINUTES, Sample, Verdict, judge
 from domain.readings import Flag, Period
@@ -233,50 +237,51 @@ class Figures:
     history_hours: int
     history_readings: int
     stored_readings: int
-    judgements_stored_before: int
-    write_s: float
-    engine_s: float
-    floor_s: float
+    registry_s: float  # writing the registry through store.registry.write_registry
+    write_readings_per_s: float  # the judged hour through store.readings.write_readings
+    engine_s: float  # Engine.judge_hours for the one due hour
+    floor_s: float  # median of 3 runs of the SQL aggregate
     ratio: float
+    rejudge_s: float  # the same hour judged again, as late data makes the engine do
     exceedances: int
     invalid: int
     stopped: int
     compliant: int
     episodes_opened: int
     notifications_queued: int
-    checked: int
+    checked: int  # judgements equal to domain.compliance.judge of the same minutes
+    load_before: float  # 1-minute load average just before judging (the machine is shared)
+    load_after: float
 
 
-def setup(url: str, outlets: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def setup(url: str, outlets: int) -> tuple[list[dict[str, Any]], dict[str, float], float]:
+    """Migrated schema and the registry; returns devices, reference O2 by outlet, seconds."""
     migrate(url)
     rows = registry_rows(outlets)
-    with connect(url, application="bench-rules") as conn, conn.transaction():
+    began = time.perf_counter()
+    with connect(url, autocommit=True, application="bench-rules") as conn, conn.transaction():
         write_registry(conn, rows)
-    with connect(url, application="bench-rules") as conn:
+    seconds = time.perf_counter() - began
+    with connect(url, autocommit=True, application="bench-rules") as conn:
         devices = sorted(list_devices(conn), key=lambda d: d["device_key"])
     refs = {o["id"]: o["reference_o2"] for o in rows["outlets"]}
-    return devices, refs
+    return devices, refs, seconds
 
 
-def history(
-    url: str,
-    devices: list[dict[str, Any]],
-    refs: dict[str, float],
-    hours: int,
-    settings: Settings,
-) -> tuple[int, int]:
-    """Minute data of ``devices`` for ``hours`` before the judged hour, judged by the engine as
-    it would have been (so judgements and episodes history exist too). Returns (readings,
-    seconds spent judging)."""
+def write_hours(
+    url: str, devices: list[dict[str, Any]], refs: dict[str, float], first: datetime, hours: int
+) -> int:
+    """Minute data of ``devices`` for ``hours`` from ``first``, then the engine's watermark at
+    the end of it. The rejudge queue is emptied: in service the data arrives within its hour,
+    before the hour is judged, and would queue nothing."""
     written = 0
-    first = JUDGED_HOUR - timedelta(hours=hours)
-    with connect(url, application="bench-rules") as conn:
+    with connect(url, autocommit=True, application="bench-rules") as conn:
         for h in range(hours):
             written += write(conn, hour_of_all(devices, refs, first + timedelta(hours=h), 1000 + h))
         with conn.transaction():
-            compliance_store.set_done_through(conn, HOUR_JOB, first)
+            compliance_store.set_done_through(conn, HOUR_JOB, first + timedelta(hours=hours))
             conn.execute("truncate rejudge_queue")
-    return written, 0
+    return written
 
 
 def engine_for(url: str, through: datetime) -> Engine:
@@ -359,28 +364,38 @@ def check(conn: psycopg.Connection, start: datetime) -> tuple[int, Counter[str]]
     return len(expected), verdicts
 
 
+def count(conn: psycopg.Connection, query: str, *args: object) -> int:
+    row = conn.execute(query, args).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def run(url: str, outlets: int, history_outlets: int, history_hours: int, scale: int) -> Figures:
-    devices, refs = setup(url, outlets)
+    devices, refs, registry_s = setup(url, outlets)
+    history_readings = write_hours(
+        url,
+        devices[:history_outlets],
+        refs,
+        JUDGED_HOUR - timedelta(hours=history_hours),
+        history_hours,
+    )
     began = time.perf_counter()
-    hist = history(url, devices[:history_outlets], refs, history_hours, Settings(database_url=url))
-    history_readings = hist[0]
-    with connect(url, application="bench-rules") as conn:
-        hour = write(conn, hour_of_all(devices, refs, JUDGED_HOUR, 1))
-        with conn.transaction():
-            compliance_store.set_done_through(conn, HOUR_JOB, JUDGED_HOUR)
-            conn.execute("truncate rejudge_queue")  # the data arrived on time, before judging
+    hour = write_hours(url, devices, refs, JUDGED_HOUR, 1)
     write_s = time.perf_counter() - began
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True, application="bench-rules") as conn:
+        # The judged hour is due, not done: the watermark at its start.
+        compliance_store.set_done_through(conn, HOUR_JOB, JUDGED_HOUR)
         conn.execute("vacuum analyze")
-        stored = conn.execute("select count(*) from readings").fetchone()[0]  # type: ignore[index]
-        judged_before = conn.execute("select count(*) from judgements").fetchone()[0]  # type: ignore[index]
-        floor_query(conn, JUDGED_HOUR)  # warm the cache for both
+        stored = count(conn, "select count(*) from readings")
+        floor_query(conn, JUDGED_HOUR)  # the same warm cache for both
     engine = engine_for(url, JUDGED_HOUR + timedelta(hours=1))
+    load_before = os.getloadavg()[0]
     began = time.perf_counter()
     hours = engine.judge_hours()
     engine_s = time.perf_counter() - began
-    assert hours == 1, hours
-    with psycopg.connect(url, autocommit=True) as conn:
+    if hours != 1:
+        raise AssertionError(f"the engine judged {hours} hours, not the one due")
+    with connect(url, autocommit=True, application="bench-rules") as conn:
         floors = []
         for _ in range(3):
             began = time.perf_counter()
@@ -388,29 +403,37 @@ def run(url: str, outlets: int, history_outlets: int, history_hours: int, scale:
             floors.append(time.perf_counter() - began)
         floor_s = statistics.median(floors)
         checked, verdicts = check(conn, JUDGED_HOUR)
-        opened = conn.execute(
-            "select count(*) from episodes where first_start = %s", (JUDGED_HOUR,)
-        ).fetchone()[0]  # type: ignore[index]
-        queued = conn.execute(
+        opened = count(conn, "select count(*) from episodes where first_start = %s", JUDGED_HOUR)
+        queued = count(
+            conn,
             "select count(*) from notifications n join episodes e on e.id = n.episode_id"
             " where e.first_start = %s",
-            (JUDGED_HOUR,),
-        ).fetchone()[0]  # type: ignore[index]
-    rules = checked
+            JUDGED_HOUR,
+        )
+        if opened != verdicts[Verdict.EXCEEDANCE.value]:
+            raise AssertionError(f"{opened} episodes opened for {verdicts} verdicts")
+        # Late data: the scheduler judges an hour again in one transaction (alerts.service).
+        began = time.perf_counter()
+        with conn.transaction():
+            for outcome in judge_hour(conn, JUDGED_HOUR):
+                apply_outcome(conn, outcome, reopen_within=timedelta(hours=6))
+        rejudge_s = time.perf_counter() - began
+    load_after = os.getloadavg()[0]
     return Figures(
         scale=scale,
         outlets=outlets,
-        rules=rules,
+        rules=checked,
         readings_in_hour=hour,
         history_outlets=history_outlets,
         history_hours=history_hours,
         history_readings=history_readings,
         stored_readings=stored,
-        judgements_stored_before=judged_before,
-        write_s=write_s,
+        registry_s=registry_s,
+        write_readings_per_s=hour / write_s,
         engine_s=engine_s,
         floor_s=floor_s,
         ratio=engine_s / floor_s,
+        rejudge_s=rejudge_s,
         exceedances=verdicts[Verdict.EXCEEDANCE.value],
         invalid=verdicts[Verdict.INVALID.value],
         stopped=verdicts[Verdict.STOPPED.value],
@@ -418,7 +441,40 @@ def run(url: str, outlets: int, history_outlets: int, history_hours: int, scale:
         episodes_opened=opened,
         notifications_queued=queued,
         checked=checked,
+        load_before=load_before,
+        load_after=load_after,
     )
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The recorded runs as a Markdown table for BENCHMARKS.md (copied, never typed)."""
+    lines = [
+        "| figure | " + " | ".join(f"{r['scale']}x" for r in results) + " | target | met |",
+        "| --- |" + " --- |" * len(results) + " --- | --- |",
+    ]
+
+    def row(label: str, text: str, limit: float | None = None, key: str = "") -> None:
+        values = " | ".join(text.format(**r) for r in results)
+        target = met = ""
+        if limit is not None:
+            target = f"≤ {limit:g}"
+            met = "yes" if all(r[key] <= limit for r in results) else "no"
+        lines.append(f"| {label} | {values} | {target} | {met} |")
+
+    row("history: minute readings before the hour", "{history_readings:,}")
+    row("readings stored in all", "{stored_readings:,}")
+    row("rules judged, all equal to the recomputation", "{checked:,}")
+    row("**engine: judge the hour (s)**", "{engine_s:.2f}", 10, "engine_s")
+    row("floor: one SQL aggregate (s, median of 3)", "{floor_s:.2f}")
+    row("**engine ÷ floor**", "{ratio:.2f}", 1.5, "ratio")
+    row("the same hour judged again, as late data does (s)", "{rejudge_s:.2f}")
+    row("exceedances = episodes opened", "{episodes_opened:,}")
+    row("invalid / stopped / compliant", "{invalid:,} / {stopped:,} / {compliant:,}")
+    row("notifications queued", "{notifications_queued:,}")
+    row("registry written (s)", "{registry_s:.1f}")
+    row("write_readings, the judged hour (readings/s)", "{write_readings_per_s:,.0f}")
+    row("1-min load average before judging / at the end", "{load_before:.1f} / {load_after:.1f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -428,10 +484,18 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="history multiplier (1, 4, 16)")
     parser.add_argument("--outlets", type=int, default=10_000)
     parser.add_argument("--history-outlets", type=int, default=1_000)
-    parser.add_argument("--history-hours", type=int, default=6, help="at scale 1")
+    parser.add_argument("--history-hours", type=int, default=1, help="at scale 1")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no result files")
     parser.add_argument("--database-url", default=None, help="an empty database")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the recorded runs as a table and stop"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        from bench.plot import load_results
+
+        print(markdown(load_results("rules")))
+        return
     if args.smoke:
         args.outlets, args.history_outlets, args.history_hours = 40, 10, 1
     cluster = None
@@ -456,7 +520,7 @@ def main() -> None:
         if cluster is not None:
             cluster.destroy()
     for name, value in vars(figures).items():
-        print(f"{name}: {value:,.3f}" if isinstance(value, float) else f"{name}: {value:,}")
+        print(f"{name}: {value:,.4f}" if isinstance(value, float) else f"{name}: {value:,}")
     if not args.smoke:
         RESULTS.mkdir(parents=True, exist_ok=True)
         record = {
@@ -466,6 +530,9 @@ def main() -> None:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         (RESULTS / f"rules-{args.scale}.json").write_text(json.dumps(record, indent=2) + "\n")
+        from bench.plot import load_results, plot_rules
+
+        plot_rules(load_results("rules"), PLOT)
 
 
 if __name__ == "__main__":

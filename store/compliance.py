@@ -253,6 +253,13 @@ JUDGEMENT_COLUMNS = (
 )
 
 
+# Binary COPY of the columns above: no text formatting and parsing of 40,000 rows an hour.
+_JUDGEMENT_TYPES = [
+    *("text", "text", "text", "timestamptz", "float8", "text", "text"),
+    *("float8", "float8", "float8", "float8", "int4", "int4", "text"),
+]
+
+
 def record_judgements(
     conn: psycopg.Connection, rows: list[tuple[Any, ...]]
 ) -> dict[tuple[str, str, str], str]:
@@ -270,8 +277,9 @@ def record_judgements(
     with cur.copy(
         "copy judgements_in (site_id, pollutant, period, start, limit_value, unit, standard,"
         " o2_reference, mean, measured_mean, o2_mean, valid_count, total_count, verdict)"
-        " from stdin"
+        " from stdin (format binary)"
     ) as copy:
+        copy.set_types(_JUDGEMENT_TYPES)
         for row in rows:
             copy.write_row(row)
     # Lock the rows to replace first, as a concurrent judge of the same hour would: the

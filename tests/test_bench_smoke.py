@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,3 +75,30 @@ def test_api_benchmark_smoke(tmp_path: Path) -> None:
     )
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "api.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rules_benchmark_smoke() -> None:
+    """`python -m bench.rules --smoke` judges an hour of 40 outlets through the engine, checks
+    every verdict against a recomputation from the minutes, and prints engine and floor times."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.rules", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    figures = {
+        name: float(value.replace(",", ""))
+        for name, value in (line.split(": ", 1) for line in out.stdout.splitlines())
+    }
+    assert figures["outlets"] == 40
+    assert figures["rules"] == figures["checked"] == 160  # 4 pollutants each, all verified
+    assert figures["readings_in_hour"] == 40 * 5 * 60  # 4 pollutants and O2, every minute
+    verdicts = ("exceedances", "invalid", "stopped", "compliant")
+    assert sum(figures[v] for v in verdicts) == 160
+    assert figures["episodes_opened"] == figures["exceedances"]
+    assert figures["engine_s"] > 0
+    assert figures["floor_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["engine_s"] / figures["floor_s"], rel=0.05)
