@@ -141,11 +141,12 @@ class Settings(BaseSettings):
         default=600, ge=1, description="Requests per minute per client address on the API."
     )
     api_cache_seconds: float = Field(
-        default=30,
+        default=60,
         ge=0,
         le=60,
         description="Lists, the map and series are rebuilt at most this often and reused in "
-        "between (at most the Cache-Control max-age clients are told); 0 rebuilds every time.",
+        "between (values arrive each minute; at most the Cache-Control max-age clients are "
+        "told); 0 rebuilds every time.",
     )
     api_cors_origins: list[str] = Field(
         default=["*"], description="Origins allowed to call the API from a browser."
