@@ -541,9 +541,9 @@ def probe_latencies(
     latencies: list[float] = []
     base = stream.start - timedelta(days=1)
     with psycopg.connect(url, autocommit=True) as conn:
-        key = conn.execute("select key from devices where id = %s", (device_id(probe),)).fetchone()[
-            0
-        ]  # type: ignore[index]
+        row = conn.execute("select key from devices where id = %s", (device_id(probe),)).fetchone()
+        assert row is not None
+        key = row[0]
         n, seen = 0, base
         next_send = time.monotonic()
         while loader.is_alive() or sent:
@@ -562,7 +562,7 @@ def probe_latencies(
                 next_send += 0.1
             rows = conn.execute(
                 "select time from readings where device_key = %s and period = 'minute'"
-                " and time > %s and time <= %s",
+                " and time > %s and time < %s",  # the probe's minutes only
                 (key, seen, base + timedelta(days=1)),
             ).fetchall()
             arrived = time.monotonic()

@@ -47,6 +47,17 @@ def _dead(topic: str, device: str | None, reason: str, detail: str, payload: byt
     return DeadLetter(topic=topic, device_id=device, reason=reason, detail=detail, payload=payload)
 
 
+@dataclass
+class PreparedBatch:
+    """A batch validated and stamped with registry keys, ready for one transaction."""
+
+    messages: int = 0
+    rows: list[StoredReading] = field(default_factory=list)
+    unknown: list[UnknownValue] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
 def handle_batch(
     conn: psycopg.Connection,
     directory: DeviceDirectory,
@@ -61,10 +72,18 @@ def handle_batch(
     Rejects are written as dead letters unless ``record_rejects`` is false (a replay, whose
     messages are dead letters already); either way they are returned in the outcome.
     """
-    outcome = BatchOutcome(messages=len(messages))
-    rows: list[StoredReading] = []
-    unknown: list[UnknownValue] = []
-    letters: list[DeadLetter] = []
+    prepared = prepare_batch(conn, directory, messages, now)
+    return store_batch(conn, mode, prepared, record_rejects=record_rejects)
+
+
+def prepare_batch(
+    conn: psycopg.Connection, directory: DeviceDirectory, messages: Sequence[Message], now: datetime
+) -> PreparedBatch:
+    """The CPU half of a batch: parse and validate. ``conn`` serves only to reload the device
+    directory when an unknown id shows up, so the ingestor can prepare one batch while the
+    previous one commits on another connection."""
+    out = PreparedBatch(messages=len(messages))
+    rows, unknown, letters = out.rows, out.unknown, out.letters
     for msg in messages:
         target = parse_topic(msg.topic)
         if target is None:
@@ -90,19 +109,20 @@ def handle_batch(
             UnknownValue(u.time, device.device_key, u.code, u.field, u.value, u.flag)
             for u in parsed.unknown
         )
-        for r in parsed.readings:
-            rows.append(
-                StoredReading(
-                    time=r.time,
-                    device_key=device.device_key,
-                    site_key=device.site_key,
-                    pollutant=r.pollutant,
-                    period=r.period,
-                    value=r.value,
-                    unit=r.unit,
-                    flag=r.flag.value,
-                )
+        device_key, site_key = device.device_key, device.site_key
+        rows.extend(
+            StoredReading(
+                time=r.time,
+                device_key=device_key,
+                site_key=site_key,
+                pollutant=r.pollutant,
+                period=r.period,
+                value=r.value,
+                unit=r.unit,
+                flag=r.flag.value,
             )
+            for r in parsed.readings
+        )
         if parsed.rejections:
             # One dead letter per message, named by its first reason, detailing every reject;
             # readings of the same message that passed are stored (replay is idempotent).
@@ -115,14 +135,26 @@ def handle_batch(
             letters.append(
                 _dead(msg.topic, device_id, parsed.rejections[0].reason, detail[:4000], msg.payload)
             )
-            outcome.rejected.update(reasons)
+            out.rejected.update(reasons)
     for letter in letters:
         if letter.reason in ("bad_topic", "unknown_device"):
-            outcome.rejected[letter.reason] += 1
-    outcome.write = write_readings(conn, rows, mode)
-    write_unknown_values(conn, unknown)
-    outcome.readings = len(rows)
-    outcome.letters = letters
+            out.rejected[letter.reason] += 1
+    return out
+
+
+def store_batch(
+    conn: psycopg.Connection,
+    mode: StorageMode,
+    prepared: PreparedBatch,
+    *,
+    record_rejects: bool = True,
+) -> BatchOutcome:
+    """The database half, in the caller's transaction."""
+    outcome = BatchOutcome(messages=prepared.messages, rejected=prepared.rejected)
+    outcome.write = write_readings(conn, prepared.rows, mode)
+    write_unknown_values(conn, prepared.unknown)
+    outcome.readings = len(prepared.rows)
+    outcome.letters = prepared.letters
     if record_rejects:
-        write_dead_letters(conn, letters)
+        write_dead_letters(conn, prepared.letters)
     return outcome

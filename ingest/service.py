@@ -7,6 +7,7 @@ broker's persistent session, to be redelivered and stored idempotently.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -18,7 +19,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from ingest.batch import BatchOutcome, Message, handle_batch
+from ingest.batch import (
+    BatchOutcome,
+    Message,
+    PreparedBatch,
+    handle_batch,
+    prepare_batch,
+    store_batch,
+)
 from ingest.devices import DeviceDirectory
 from ingest.metrics import IngestMetrics
 from ingest.topics import INGEST_FILTERS, subscription
@@ -30,6 +38,13 @@ from sunlight.mqtt import make_client
 from sunlight.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    batch: list[_Received]
+    prepared: PreparedBatch
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +67,7 @@ class Ingestor:
         self._generation = 0
         self._directory = DeviceDirectory(default_timezone=settings.device_timezone)
         self._conn: psycopg.Connection | None = None
+        self._prep_conn: psycopg.Connection | None = None
         self._mode: StorageMode | None = None
         self.stats: dict[str, int] = {"received": 0, "stored": 0, "rejected": 0, "batches": 0}
         self.metrics = IngestMetrics()
@@ -96,32 +112,79 @@ class Ingestor:
             _Received(Message(msg.topic, bytes(msg.payload)), msg.mid, msg.qos, self._generation)
         )
 
-    # writer thread
+    # Two stages: a preparer thread parses and validates the next batch while this thread
+    # commits the previous one (the database's work overlaps Python's), then acknowledges.
     def run(self) -> None:
         endpoint = self.settings.mqtt
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         self._client.connect_async(endpoint.host, endpoint.port, keepalive=30)
         self._client.loop_start()
+        handoff: queue.Queue[_Prepared | None] = queue.Queue(maxsize=2)
+        preparer = threading.Thread(
+            target=self._prepare_loop, args=(handoff,), name="ingest-prepare", daemon=True
+        )
+        preparer.start()
+        try:
+            while (item := handoff.get()) is not None:
+                self._store(item)
+                self._ack(item.batch)
+        finally:
+            self.stop_event.set()
+            while preparer.is_alive():  # unblock a preparer waiting on a full hand-off
+                with contextlib.suppress(queue.Empty):
+                    handoff.get_nowait()
+                preparer.join(0.1)
+            self._client.disconnect()
+            self._client.loop_stop()
+            for conn in (self._conn, self._prep_conn):
+                if conn is not None:
+                    conn.close()
+
+    def _prepare_loop(self, handoff: queue.Queue[_Prepared | None]) -> None:
         try:
             while not self.stop_event.is_set():
                 batch = self._collect()
                 if batch:
-                    self._store(batch)
-                    self._ack(batch)
+                    handoff.put(self._prepare(batch))
             # Store and acknowledge what had arrived when asked to stop (and only that: under
             # steady traffic an open-ended drain would never end); the rest stays queued at
             # the broker for the next start.
             left = self._queue.qsize()
             while left > 0 and (batch := self._collect(block=False)):
-                self._store(batch)
-                self._ack(batch)
+                handoff.put(self._prepare(batch))
                 left -= len(batch)
+        except SystemExit:
+            pass
+        except Exception:
+            logger.exception("preparing a batch failed; stopping")
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
-            if self._conn is not None:
-                self._conn.close()
+            handoff.put(None)
+
+    def _prepare(self, batch: list[_Received]) -> _Prepared:
+        """Parse and validate; the preparer's own connection only reloads the device list."""
+        messages = [r.message for r in batch]
+        delay = 0.5
+        while True:
+            try:
+                if self._prep_conn is None or self._prep_conn.closed:
+                    self._prep_conn = connect(
+                        self.settings.database_url,
+                        autocommit=True,
+                        application="sunlight-ingest-prepare",
+                    )
+                    self._directory.load(self._prep_conn)
+                now = datetime.now(UTC)
+                return _Prepared(
+                    batch, prepare_batch(self._prep_conn, self._directory, messages, now), now
+                )
+            except psycopg.OperationalError as exc:
+                logger.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
+                if self._prep_conn is not None:
+                    self._prep_conn.close()
+                if self.stop_event.wait(delay):
+                    raise SystemExit("stopped while the database was unavailable") from exc
+                delay = min(delay * 2, 10.0)
 
     def _collect(self, *, block: bool = True) -> list[_Received]:
         size, wait = self.settings.ingest_batch_size, self.settings.ingest_batch_ms / 1000
@@ -154,19 +217,17 @@ class Ingestor:
             self._conn.commit()
         return self._conn
 
-    def _store(self, batch: list[_Received]) -> None:
+    def _store(self, item: _Prepared) -> None:
         """Commit the batch, retrying through database outages until it is stored or we stop."""
         delay = 0.5
-        messages = [r.message for r in batch]
         while True:
             try:
                 conn = self._connection()
                 assert self._mode is not None
-                now = datetime.now(UTC)
                 with self.metrics.batch_seconds.time(), conn.transaction():
-                    outcome = handle_batch(conn, self._directory, self._mode, messages, now)
+                    outcome = store_batch(conn, self._mode, item.prepared)
                 self.metrics.database_up.set(1)
-                self._after_commit(outcome, now)
+                self._after_commit(outcome, item.now)
                 return
             except psycopg.OperationalError as exc:
                 self.metrics.database_up.set(0)
@@ -178,7 +239,7 @@ class Ingestor:
                 delay = min(delay * 2, 10.0)
             except psycopg.Error:
                 logger.exception("batch failed in the database; storing message by message")
-                self._store_one_by_one(messages)
+                self._store_one_by_one([r.message for r in item.batch])
                 return
 
     def _store_one_by_one(self, messages: list[Message]) -> None:
