@@ -176,15 +176,22 @@ BUDGET_MS = {"/api/v1/stations": 50.0, "/api/v1/enterprises": 50.0, "/map": 200.
 FLAT_RATIO, FLAT_SLACK_KIB = 1.20, 16 * 1024
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of one process, from /proc (0 once it has gone)."""
+def memory_kib(pid: int) -> dict[str, int]:
+    """RssAnon, RssFile and RssShmem of one process, from /proc (zeros once it has gone)."""
+    out = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+            key = line.split(":", 1)[0]
+            if key in out:
+                out[key] = int(line.split()[1])
     except (FileNotFoundError, ProcessLookupError):
         pass
-    return 0
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of one process (0 once it has gone)."""
+    return sum(memory_kib(pid).values())
 
 
 def children_of(pid: int) -> list[int]:
@@ -311,7 +318,11 @@ def _postgres_rss(datadir: Path) -> int:
         postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0
-    return rss_kib(postmaster) + sum(rss_kib(p) for p in children_of(postmaster))
+    # Every backend maps the same shared buffers: count each process's private memory, and
+    # the shared memory once (as its largest mapping), not once per backend.
+    parts = [memory_kib(p) for p in (postmaster, *children_of(postmaster))]
+    private = sum(m["RssAnon"] + m["RssFile"] for m in parts)
+    return private + max((m["RssShmem"] for m in parts), default=0)
 
 
 def _run(
@@ -382,17 +393,24 @@ def _run(
         f"| 1 ingestor | {total:,} | {final:,} | {lost:,} | {worst:,}"
         f" | {'yes' if caught_up else 'NO'} |"
     )
-    print("\n| process | RSS first tenth MiB | RSS last tenth MiB | peak MiB | flat |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "\n| process | RSS first tenth MiB | RSS last tenth MiB | peak MiB | flat"
+        " | median of each tenth, MiB |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, samples in rss.items():
         tenth = max(1, len(samples) // 10)
         first = statistics.median(v for _, v in samples[:tenth]) if samples else 0
         last = statistics.median(v for _, v in samples[-tenth:]) if samples else 0
         peak = max((v for _, v in samples), default=0)
         flat = last <= max(first * FLAT_RATIO, first + FLAT_SLACK_KIB)
+        curve = " ".join(
+            f"{statistics.median(v for _, v in samples[k * tenth : (k + 1) * tenth]) / 1024:.0f}"
+            for k in range(min(10, len(samples) // tenth))
+        )
         print(
             f"| {name} | {first / 1024:.1f} | {last / 1024:.1f} | {peak / 1024:.1f}"
-            f" | {'yes' if flat else 'NO'} |"
+            f" | {'yes' if flat else 'NO'} | {curve} |"
         )
     sys.stdout.flush()
     return 0 if caught_up and not any(failures.values()) else 1
