@@ -164,7 +164,7 @@ def judge_day(conn: psycopg.Connection, start: datetime, end: datetime) -> list[
     An hour is valid when the device reported it with flag N, or when its minutes made a
     valid hourly mean (≥ 45 valid minutes); an hour short of minutes counts as invalid."""
     day_rules = rules(conn, "day")
-    rollups = store.hourly_rollups(conn, start, end)
+    rollups = store.hourly_rollups(conn, sorted({r.pollutant for r in day_rules}), start, end)
     reported = store.reported_values(conn, "hour", start, end)
     judged = []
     for rule in day_rules:

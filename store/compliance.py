@@ -200,12 +200,20 @@ def _add_groups(
 def reported_values(
     conn: psycopg.Connection, period: str, start: datetime, end: datetime
 ) -> dict[Key, list[tuple[datetime, float, str]]]:
-    """Values devices reported as ``period`` means (HJ 212 CN 2061/2031), per site and pollutant."""
+    """Values devices reported as ``period`` means (HJ 212 CN 2061/2031), per site and pollutant.
+
+    Device by device through the readings' key (offset 0 keeps the subquery per device): a
+    filter on period and time alone would scan the whole history to find an hour's rows."""
     rows = conn.cursor(row_factory=tuple_row).execute(
         """
         select d.site_id, r.pollutant, r.time, r.value, r.flag
-        from readings r join devices d on d.key = r.device_key
-        where r.period = %s::averaging_period and r.time >= %s and r.time < %s
+        from devices d
+        cross join lateral (
+            select r.pollutant, r.time, r.value, r.flag from readings r
+            where r.device_key = d.key and r.period = %s::averaging_period
+              and r.time >= %s and r.time < %s
+            offset 0
+        ) r
         order by 1, 2, 3
         """,
         (period, start, end),
@@ -217,17 +225,26 @@ def reported_values(
 
 
 def hourly_rollups(
-    conn: psycopg.Connection, start: datetime, end: datetime
+    conn: psycopg.Connection, pollutants: list[str], start: datetime, end: datetime
 ) -> dict[Key, list[tuple[datetime, float | None, int, int]]]:
-    """(hour, mean of valid minutes, valid minutes, flags mask) per site and pollutant."""
+    """(hour, mean of valid minutes, valid minutes, flags mask) per site and pollutant.
+
+    Series by series (device and pollutant) through the rollup's key, so a day costs the same
+    whatever the history stored."""
     rows = conn.cursor(row_factory=tuple_row).execute(
         """
         select d.site_id, h.pollutant, h.hour, h.mean, h.n_valid, h.flags_mask
-        from readings_hourly h join devices d on d.key = h.device_key
-        where h.period = 'minute' and h.hour >= %s and h.hour < %s
+        from devices d
+        cross join unnest(%s::text[]) as p(pollutant)
+        cross join lateral (
+            select h.pollutant, h.hour, h.mean, h.n_valid, h.flags_mask from readings_hourly h
+            where h.device_key = d.key and h.pollutant = p.pollutant and h.period = 'minute'
+              and h.hour >= %s and h.hour < %s
+            offset 0
+        ) h
         order by 1, 2, 3
         """,
-        (start, end),
+        (pollutants, start, end),
     )
     out: dict[Key, list[tuple[datetime, float | None, int, int]]] = defaultdict(list)
     for site, pol, hour, mean, n_valid, mask in rows:
