@@ -4,13 +4,12 @@ watermarks and the re-judge queue."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import tuple_row
 
 from store.schema import StorageMode, storage_mode
 
@@ -32,7 +31,7 @@ class Rule:
 
 
 def permit_rules(conn: psycopg.Connection) -> list[Rule]:
-    rows = conn.cursor(row_factory=dict_row).execute(
+    rows = conn.cursor(row_factory=tuple_row).execute(
         """
         select pl.outlet_id, o.kind, pl.pollutant, pl.period, pl.value, pl.unit, pl.standard,
                case when pl.o2_corrected then o.reference_o2 end as o2_reference,
@@ -44,20 +43,7 @@ def permit_rules(conn: psycopg.Connection) -> list[Rule]:
         order by pl.outlet_id, pl.pollutant, pl.period
         """
     )
-    return [
-        Rule(
-            r["outlet_id"],
-            r["kind"],
-            r["pollutant"],
-            r["period"],
-            r["value"],
-            r["unit"],
-            r["standard"],
-            r["o2_reference"],
-            r["regulator_id"],
-        )
-        for r in rows
-    ]
+    return [Rule(*r) for r in rows]
 
 
 def stations(conn: psycopg.Connection) -> list[tuple[str, int, str]]:
@@ -88,13 +74,19 @@ class MinuteCounts:
 
 
 # Plain PostgreSQL (one row per device and minute): each value meets its device's O2 in the
-# same row. Grouped by flag and by whether that O2 is valid, so each expression is computed
-# once per value and no aggregate needs a filter; ``minute_counts`` adds the groups up. Driven
-# device by device through the primary key (offset 0 keeps the subquery per device), so an
-# hour costs the same whatever the history stored: the key leads with the device, and a scan
-# by time alone would read every stored row.
-_MINUTE_GROUPS_WIDE = """
-    select d.site_id, c.pollutant, g.flag, g.o2_ok, g.n, g.value_sum, g.o2_sum
+# same row. The inner query groups by flag and by whether that O2 is valid, so each expression
+# is computed once per value and no aggregate there needs a filter; the outer one adds the
+# groups up per site. Driven device by device through the primary key (offset 0 keeps the
+# subquery per device), so an hour costs the same whatever the history stored: the key leads
+# with the device, and a scan by time alone would read every stored row.
+_MINUTE_COUNTS_WIDE = """
+    select d.site_id, c.pollutant, sum(g.n)::integer,
+           coalesce(sum(g.n) filter (where g.flag = 'F'), 0)::integer,
+           coalesce(sum(g.n) filter (where g.flag = 'N'), 0)::integer,
+           sum(g.value_sum) filter (where g.flag = 'N'),
+           coalesce(sum(g.n) filter (where g.flag = 'N' and g.o2_ok), 0)::integer,
+           sum(g.value_sum) filter (where g.flag = 'N' and g.o2_ok),
+           sum(g.o2_sum) filter (where g.flag = 'N' and g.o2_ok)
     from (
         select r.device_key, u.code, substr(r.flags, u.i::integer, 1) as flag,
                coalesce(substr(r.flags, r.o2, 1) = 'N' and r.vals[r.o2] < %(max_o2)s, false)
@@ -115,6 +107,7 @@ _MINUTE_GROUPS_WIDE = """
     ) g
     join devices d on d.key = g.device_key
     join reading_codes c on c.id = g.code
+    group by d.site_id, c.pollutant
 """
 
 # TimescaleDB (one row per value): each value meets its device's O2 of the same minute by a
@@ -172,29 +165,10 @@ def minute_counts(
             # unnest results by row (memoize) never hits.
             cur.execute("set local jit = off")
             cur.execute("set local enable_memoize = off")
-            return _add_groups(cur.execute(_MINUTE_GROUPS_WIDE, params))
+            rows = cur.execute(_MINUTE_COUNTS_WIDE, params)
+            return {(site, pol): MinuteCounts(*figures) for site, pol, *figures in rows}
     rows = cur.execute(_MINUTE_COUNTS_NARROW, params)
     return {(site, pol): MinuteCounts(*figures) for site, pol, *figures in rows}
-
-
-def _add_groups(
-    rows: Iterable[tuple[str, str, str, bool, int, float, float | None]],
-) -> dict[Key, MinuteCounts]:
-    """Add up (flag, O2 valid) groups of minutes into each site and pollutant's counts."""
-    acc: dict[Key, list[Any]] = {}
-    for site, pol, flag, o2_ok, n, value_sum, o2_sum in rows:
-        a = acc.setdefault((site, pol), [0, 0, 0, None, 0, None, None])
-        a[0] += n
-        if flag == "F":
-            a[1] += n
-        elif flag == "N":
-            a[2] += n
-            a[3] = value_sum if a[3] is None else a[3] + value_sum
-            if o2_ok:
-                a[4] += n
-                a[5] = value_sum if a[5] is None else a[5] + value_sum
-                a[6] = o2_sum if a[6] is None else a[6] + o2_sum
-    return {key: MinuteCounts(*a) for key, a in acc.items()}
 
 
 def reported_values(
