@@ -43,7 +43,6 @@ be written directly. Results go to ``bench/results/api-<scale>.json`` (not in sm
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -568,58 +567,6 @@ def _wrk(
     return figures
 
 
-async def _python_load(
-    base: str, paths: list[str], connections: int, duration_s: float, gzip: bool = False
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    counts = {"errors": 0, "non2xx": 0, "bytes": 0}
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(
-        base_url=base,
-        limits=limits,
-        timeout=30.0,
-        headers={"accept-encoding": "gzip" if gzip else "identity"},
-    ) as client:
-        began = time.perf_counter()
-        deadline = began + duration_s
-
-        async def worker(n: int) -> None:
-            while time.perf_counter() < deadline:
-                path = paths[n % len(paths)]
-                n += connections
-                t0 = time.perf_counter()
-                try:
-                    r = await client.get(path)
-                except httpx.HTTPError:
-                    counts["errors"] += 1
-                    continue
-                latencies.append(time.perf_counter() - t0)
-                counts["bytes"] += r.num_bytes_downloaded
-                if not 200 <= r.status_code < 300:
-                    counts["non2xx"] += 1
-
-        await asyncio.gather(*(worker(i) for i in range(connections)))
-        elapsed = time.perf_counter() - began
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
-            if latencies
-            else math.nan
-        )
-
-    return {
-        "requests": len(latencies),
-        "duration_s": round(elapsed, 3),
-        **counts,
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "max_ms": latencies[-1] * 1e3 if latencies else math.nan,
-    }
-
-
 def load(
     base: str,
     paths: list[str],
@@ -645,7 +592,7 @@ def load(
             json.dump(spec, f)
             f.flush()
             out = subprocess.run(
-                [sys.executable, "-m", "bench.api", "--load", f.name],
+                [sys.executable, "-m", "bench.loadgen", f.name],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
@@ -941,14 +888,9 @@ def main() -> None:
     parser.add_argument(
         "--serve-baseline", nargs=2, metavar=("PORT", "PAYLOAD"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--load", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
         serve_baseline(int(args.serve_baseline[0]), Path(args.serve_baseline[1]))
-        return
-    if args.load:
-        spec = json.loads(Path(args.load).read_text())
-        print(json.dumps(asyncio.run(_python_load(**spec))))
         return
     vol = Volume.smoke() if args.smoke else Volume(scale=args.scale)
     generator = args.generator or ("python" if args.smoke or not shutil.which("wrk") else "wrk")
