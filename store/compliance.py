@@ -259,41 +259,43 @@ def record_judgements(
     period). COPY and one upsert: a few round trips per hour instead of two per rule."""
     if not rows:
         return {}
-    conn.execute(
-        "create temp table if not exists judgements_in"
-        " (like judgements including defaults) on commit delete rows"
-    )
-    conn.execute("delete from judgements_in")  # an earlier call in the same transaction
-    cur = conn.cursor(row_factory=tuple_row)
-    with cur.copy(
-        "copy judgements_in (site_id, pollutant, period, start, limit_value, unit, standard,"
-        " o2_reference, mean, measured_mean, o2_mean, valid_count, total_count, verdict)"
-        " from stdin (format binary)"
-    ) as copy:
-        copy.set_types(_JUDGEMENT_TYPES)
-        for row in rows:
-            copy.write_row(row)
-    # Lock the rows to replace first, as a concurrent judge of the same hour would: the
-    # verdicts read are then the latest committed ones.
-    replaced = cur.execute(
-        "select j.site_id, j.pollutant, j.period, j.verdict from judgements j"
-        " join judgements_in i using (site_id, pollutant, period, start) for update of j"
-    ).fetchall()
-    cur.execute(
-        """
-        insert into judgements (site_id, pollutant, period, start, limit_value, unit, standard,
-            o2_reference, mean, measured_mean, o2_mean, valid_count, total_count, verdict)
-        select site_id, pollutant, period, start, limit_value, unit, standard, o2_reference,
-               mean, measured_mean, o2_mean, valid_count, total_count, verdict
-        from judgements_in
-        on conflict (site_id, pollutant, period, start) do update set
-            limit_value = excluded.limit_value, unit = excluded.unit,
-            standard = excluded.standard, o2_reference = excluded.o2_reference,
-            mean = excluded.mean, measured_mean = excluded.measured_mean,
-            o2_mean = excluded.o2_mean, valid_count = excluded.valid_count,
-            total_count = excluded.total_count, verdict = excluded.verdict, judged_at = now()
-        """
-    )
+    # The staging table empties at commit: in autocommit mode this block is the transaction.
+    with conn.transaction():
+        conn.execute(
+            "create temp table if not exists judgements_in"
+            " (like judgements including defaults) on commit delete rows"
+        )
+        conn.execute("delete from judgements_in")  # an earlier call in the same transaction
+        cur = conn.cursor(row_factory=tuple_row)
+        with cur.copy(
+            "copy judgements_in (site_id, pollutant, period, start, limit_value, unit, standard,"
+            " o2_reference, mean, measured_mean, o2_mean, valid_count, total_count, verdict)"
+            " from stdin (format binary)"
+        ) as copy:
+            copy.set_types(_JUDGEMENT_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        # Lock the rows to replace first, as a concurrent judge of the same hour would: the
+        # verdicts read are then the latest committed ones.
+        replaced = cur.execute(
+            "select j.site_id, j.pollutant, j.period, j.verdict from judgements j"
+            " join judgements_in i using (site_id, pollutant, period, start) for update of j"
+        ).fetchall()
+        cur.execute(
+            """
+            insert into judgements (site_id, pollutant, period, start, limit_value, unit, standard,
+                o2_reference, mean, measured_mean, o2_mean, valid_count, total_count, verdict)
+            select site_id, pollutant, period, start, limit_value, unit, standard, o2_reference,
+                   mean, measured_mean, o2_mean, valid_count, total_count, verdict
+            from judgements_in
+            on conflict (site_id, pollutant, period, start) do update set
+                limit_value = excluded.limit_value, unit = excluded.unit,
+                standard = excluded.standard, o2_reference = excluded.o2_reference,
+                mean = excluded.mean, measured_mean = excluded.measured_mean,
+                o2_mean = excluded.o2_mean, valid_count = excluded.valid_count,
+                total_count = excluded.total_count, verdict = excluded.verdict, judged_at = now()
+            """
+        )
     return {(site, pol, period): verdict for site, pol, period, verdict in replaced}
 
 
