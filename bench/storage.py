@@ -44,7 +44,8 @@ def run(url: str, rows: int, batch: int = 20_000) -> dict[str, float]:
         conn.commit()  # each batch below is then a transaction of its own, as in ingest
         minutes = rows // (len(devices) * len(POLLUTANTS)) + 1
         start = datetime(2026, 1, 1, tzinfo=UTC)
-        written, pending, began = 0, [], time.perf_counter()
+        pending: list[StoredReading] = []
+        written, began = 0, time.perf_counter()
         for m in range(minutes):
             t = start + timedelta(minutes=m)
             for d in devices:
@@ -81,10 +82,10 @@ def run(url: str, rows: int, batch: int = 20_000) -> dict[str, float]:
         table = "readings" if mode is StorageMode.TIMESCALEDB else "reading_rows"
         heap = conn.execute("select pg_relation_size(%s)", (table,)).fetchone()[0]  # type: ignore[index]
         rollup = (
-            conn.execute("select pg_total_relation_size('readings_hourly')").fetchone()[0]
+            conn.execute("select pg_total_relation_size('readings_hourly')").fetchone()[0]  # type: ignore[index]
             if mode is StorageMode.POSTGRES
             else 0
-        )  # type: ignore[index]
+        )
         count = conn.execute("select count(*) from readings").fetchone()[0]  # type: ignore[index]
         compressed = float("nan")
         if mode is StorageMode.TIMESCALEDB:

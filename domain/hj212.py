@@ -80,14 +80,13 @@ def crc16_hj212(data: bytes) -> int:
     crc = 0xFFFF
     table = _CRC_TABLE
     for byte in data:
-        crc = (crc >> 8) ^ byte
-        crc = (crc >> 8) ^ table[crc & 0xFF]
+        # (crc >> 8) ^ byte is below 256, so the rounds' own shift leaves only the table entry.
+        crc = table[(crc >> 8) ^ byte]
     return crc
 
 
 def _eight_rounds(value: int) -> int:
-    """Annex A's eight shift-and-XOR rounds. They are linear, so on a 16-bit register they
-    equal ``(value >> 8) ^ rounds(value & 0xFF)``: a 256-entry table does them per byte."""
+    """Annex A's eight shift-and-XOR rounds on a register below 256: a 256-entry table."""
     for _ in range(8):
         carry = value & 1
         value >>= 1

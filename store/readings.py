@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -27,9 +28,12 @@ _COPY_TYPES = ["timestamptz", "int4", "int4", "text", "text", "float8", "text", 
 CAGG_POLICY_WINDOW = timedelta(days=3)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    """A validated reading stamped with the registry keys of its device and site."""
+class StoredReading(NamedTuple):
+    """A validated reading stamped with the registry keys of its device and site.
+
+    A named tuple, not a frozen dataclass: ingest builds tens of thousands a second, and a
+    tuple is several times cheaper to construct.
+    """
 
     time: datetime
     device_key: int

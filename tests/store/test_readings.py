@@ -32,8 +32,8 @@ def minutes(
     return [
         StoredReading(
             start + timedelta(minutes=i),
-            int(device["device_key"]),
-            int(device["site_key"]),  # type: ignore[call-overload]
+            int(str(device["device_key"])),
+            int(str(device["site_key"])),
             "so2",
             Period.MINUTE,
             v,
