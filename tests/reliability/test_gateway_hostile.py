@@ -67,6 +67,7 @@ def test_fuzzed_streams_are_classified(database_url: str, broker: SecuredBroker)
         @settings(
             max_examples=40,
             derandomize=True,
+            database=None,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         )

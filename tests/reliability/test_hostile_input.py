@@ -36,6 +36,7 @@ REASON = re.compile(r"^[a-z][a-z0-9_]*$")
 FUZZ = settings(
     max_examples=250,
     derandomize=True,  # the same examples on every run: CI cannot flake
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
