@@ -240,3 +240,19 @@ def test_unicode_and_hostile_device_ids(database_url: str) -> None:
         (f"sunlight/v1/devices/{d}/readings", "bad_topic") for d in ids[:-1]
     ] + [("sunlight/v1/devices/cems-nowhere/readings", "unknown_device")]
     assert all(detail for _, _, detail in stored)
+
+
+@pytest.mark.parametrize(
+    ("data_time", "reason"),
+    [
+        ("20000102120000", "timestamp_out_of_range"),  # a logger whose clock reset
+        ("19900101000000", "timestamp_out_of_range"),
+        ("20801121100500", "future_timestamp"),
+    ],
+)
+def test_hj212_frames_stamped_decades_off(data_time: str, reason: str) -> None:
+    """An HJ 212 frame stamped decades before or after its arrival is refused whole."""
+    frame = build_frame(minute_frame(data_time=data_time))
+    parsed = parse_hj212_payload(frame, GAS_DEVICE, NOW)
+    assert parsed.readings == []
+    assert [r.reason for r in parsed.rejections] == [reason]
