@@ -619,6 +619,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300, help="paced phase length")
     parser.add_argument("--history", type=int, default=0, help="readings stored beforehand")
     parser.add_argument("--label", default=None)
+    parser.add_argument(
+        "--phases", default="ceiling,ingest,paced,shared", help="comma-separated subset"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.devices, args.messages, args.target, args.seconds = 50, 2_000, 2_000, 5
@@ -657,22 +660,29 @@ def main() -> None:
                 "values_per_message": VALUES_PER_MESSAGE,
                 "history_readings": args.history,
             }
-            figures["ceiling"] = bench.ceiling(args.messages)
-            report("ceiling (do-nothing subscriber)", figures["ceiling"])
-            figures["ingest"] = bench.ingest(args.messages, 1, "ingest_one")
-            report("ingest, one ingestor, full speed", figures["ingest"])
-            figures["paced"] = bench.paced(args.target, args.seconds, "ingest_paced")
-            report(f"ingest paced at {args.target:,.0f} readings/s", figures["paced"])
-            figures["shared"] = bench.ingest(args.messages, 2, "ingest_two")
-            report("ingest, two ingestors ($share), full speed", figures["shared"])
-            figures["ratio_to_ceiling"] = (
-                figures["ingest"]["readings_per_s"] / figures["ceiling"]["readings_per_s"]
-            )
-            figures["scaling_two_ingestors"] = (
-                figures["shared"]["readings_per_s"] / figures["ingest"]["readings_per_s"]
-            )
-            print(f"ratio ingest / ceiling: {figures['ratio_to_ceiling']:.2f}")
-            print(f"scaling, two ingestors / one: {figures['scaling_two_ingestors']:.2f}")
+            phases = set(args.phases.split(","))
+            if "ceiling" in phases:
+                figures["ceiling"] = bench.ceiling(args.messages)
+                report("ceiling (do-nothing subscriber)", figures["ceiling"])
+            if "ingest" in phases:
+                figures["ingest"] = bench.ingest(args.messages, 1, "ingest_one")
+                report("ingest, one ingestor, full speed", figures["ingest"])
+            if "paced" in phases:
+                figures["paced"] = bench.paced(args.target, args.seconds, "ingest_paced")
+                report(f"ingest paced at {args.target:,.0f} readings/s", figures["paced"])
+            if "shared" in phases:
+                figures["shared"] = bench.ingest(args.messages, 2, "ingest_two")
+                report("ingest, two ingestors ($share), full speed", figures["shared"])
+            if {"ceiling", "ingest"} <= phases:
+                figures["ratio_to_ceiling"] = (
+                    figures["ingest"]["readings_per_s"] / figures["ceiling"]["readings_per_s"]
+                )
+                print(f"ratio ingest / ceiling: {figures['ratio_to_ceiling']:.2f}")
+            if {"shared", "ingest"} <= phases:
+                figures["scaling_two_ingestors"] = (
+                    figures["shared"]["readings_per_s"] / figures["ingest"]["readings_per_s"]
+                )
+                print(f"scaling, two ingestors / one: {figures['scaling_two_ingestors']:.2f}")
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / f"ingest-{label}.json").write_text(json.dumps(figures, indent=2) + "\n")
         finally:

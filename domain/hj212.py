@@ -369,7 +369,9 @@ def _parse_cp(text: str) -> CpData:
                 else:
                     params[_check_name("CP key", key)] = value
                 continue
-            fields = pollutants.setdefault(_check_name("pollutant code", code), {})
+            fields = pollutants.get(code)
+            if fields is None:
+                fields = pollutants[_check_name("pollutant code", code)] = {}
             if suffix in fields:
                 raise _error(f"CP field {key} appears twice", "bad_cp")
             fields[_check_name(f"{code} field", suffix)] = value

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 from domain import units as u
@@ -99,11 +100,21 @@ def to_canonical(
     Accepts mass-concentration scales (mg/m3, ug/m3) and, for gases with a molar mass, ppm/ppb
     converted at the HJ 75 standard state; anything else is a wrong unit.
     """
+    source, target = _units(pollutant.code, medium, unit)
+    return u.convert(value, source, target, pollutant.molar_mass), target
+
+
+@lru_cache(maxsize=4096)
+def _units(code: str, medium: Medium, unit: str) -> tuple[str, str]:
+    """(source, target) units, checked convertible. Devices repeat a handful of spellings, so
+    ingest looks each combination up once; refusals raise every time (never cached)."""
+    pollutant = _BY_NAME[code]
     target = pollutant.unit_for(medium)
     source = u.normalize_unit(unit)
     try:
-        return u.convert(value, source, target, pollutant.molar_mass), target
+        u.convert(1.0, source, target, pollutant.molar_mass)
     except UnitError:
         raise UnitError(
             f"{pollutant.code} in {medium.value} is reported in {target}, not {unit!r}"
         ) from None
+    return source, target
