@@ -218,10 +218,19 @@ class Ingestor:
         return self._conn
 
     def _store(self, item: _Prepared) -> None:
-        """Commit the batch, retrying through database outages until it is stored or we stop."""
+        """Commit the batch, retrying through database outages until it is stored or we stop.
+
+        A batch the database refuses (a data error) is stored message by message instead, and
+        an outage during that pass is waited out like any other: messages already committed
+        are written again idempotently.
+        """
         delay = 0.5
+        one_by_one = False
         while True:
             try:
+                if one_by_one:
+                    self._store_one_by_one([r.message for r in item.batch])
+                    return
                 conn = self._connection()
                 assert self._mode is not None
                 with self.metrics.batch_seconds.time(), conn.transaction():
@@ -239,8 +248,7 @@ class Ingestor:
                 delay = min(delay * 2, 10.0)
             except psycopg.Error:
                 logger.exception("batch failed in the database; storing message by message")
-                self._store_one_by_one([r.message for r in item.batch])
-                return
+                one_by_one = True
 
     def _store_one_by_one(self, messages: list[Message]) -> None:
         conn = self._connection()

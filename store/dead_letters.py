@@ -24,8 +24,12 @@ def write_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) 
         return
     with conn.cursor() as cur:
         cur.executemany(
-            "insert into dead_letters (topic, device_id, reason, detail, payload)"
-            " values (%s, %s, %s, %s, %s)",
+            # The same bytes again on the same topic (a redelivery after the ingestor died
+            # between commit and acknowledgement, or a logger resending): one row, counted.
+            "insert into dead_letters as d (topic, device_id, reason, detail, payload)"
+            " values (%s, %s, %s, %s, %s)"
+            " on conflict (topic, payload_sha256) where replayed_at is null"
+            " do update set arrivals = d.arrivals + 1",
             [(d.topic, d.device_id, d.reason, d.detail, d.payload) for d in letters],
         )
 

@@ -664,6 +664,33 @@ def _api_indexes(_: Options) -> Sequence[str]:
     ]
 
 
+def _dead_letters_once(_: Options) -> Sequence[str]:
+    """A dead letter stored once per topic and payload until it is replayed; ``arrivals``
+    counts how often those bytes came.
+
+    An ingestor killed after committing a batch but before acknowledging it gets the batch again
+    from the broker; readings merge idempotently, and now so do the rejects. Copies already
+    stored are folded into the earliest, their number kept in ``arrivals``.
+    """
+    return [
+        "alter table dead_letters add column payload_sha256 bytea"
+        " generated always as (sha256(payload)) stored",
+        "alter table dead_letters add column arrivals integer not null default 1"
+        " check (arrivals > 0)",
+        """
+        update dead_letters d set arrivals = c.copies
+        from (select min(id) as id, count(*) as copies from dead_letters
+              where replayed_at is null group by topic, payload_sha256 having count(*) > 1) c
+        where d.id = c.id""",
+        """
+        delete from dead_letters d using dead_letters e
+        where d.replayed_at is null and e.replayed_at is null and d.topic = e.topic
+          and d.payload_sha256 = e.payload_sha256 and d.id > e.id""",
+        "create unique index dead_letters_once on dead_letters (topic, payload_sha256)"
+        " where replayed_at is null",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
@@ -674,6 +701,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "citizen reports", _reports),
     Migration(8, "subscriptions", _subscriptions),
     Migration(9, "indexes for the public API", _api_indexes),
+    Migration(10, "dead letters stored once per topic and payload", _dead_letters_once),
 )
 
 
