@@ -110,7 +110,7 @@ def list_for_regulators(
     total = cur.execute("select count(*) as n " + scope, params).fetchone()
     rows = cur.execute(
         "select dl.id, dl.received_at, dl.topic, dl.device_id, dl.reason, dl.detail,"
-        " dl.payload, dl.replayed_at "
+        " dl.payload, dl.replayed_at, dl.arrivals "
         + scope
         + " order by dl.id desc limit %(limit)s offset %(offset)s",
         params,
