@@ -48,6 +48,9 @@ def services(database_url: str, broker: SecuredBroker, tmp_path: Path) -> Iterat
         "SUNLIGHT_MQTT_CLIENT_ID": f"ingest-{port}",
         "SUNLIGHT_API_PORT": str(port),
         "SUNLIGHT_INGEST_BATCH_MS": "50",
+        # These tests poll until data shows; the API's reuse of a series for up to a minute
+        # (tested in tests/api) would only make them wait.
+        "SUNLIGHT_API_CACHE_SECONDS": "0",
     }
     with (
         sunlight_process(["ingest"], env, tmp_path / "ingest.log") as ingest,
