@@ -120,7 +120,7 @@ def plot_rules(results: list[dict[str, Any]], out: Path) -> None:
 
     if not results:
         raise SystemExit("no results to plot: run python -m bench.rules first")
-    labels = [f"{r['scale']}x\n{r['stored_readings'] / 1e6:.1f} M readings stored" for r in results]
+    labels = [f"{r['scale']}x\n{r['stored_readings'] / 1e6:.1f} M stored" for r in results]
     xs = list(range(len(results)))
     fig, ax = plt.subplots(figsize=(7, 4.2))
     engine = ax.bar([x - 0.2 for x in xs], [r["engine_s"] for r in results], 0.4, label="engine")
