@@ -161,11 +161,72 @@ def _labels(ax: Any, xs: range, width: float, n: int) -> None:
     ax.set_xticklabels([label for _, label in API_ENDPOINTS], rotation=30, ha="right")
 
 
+def plot_ingest(directory: Path, out: Path) -> None:
+    """Readings/s of the do-nothing subscriber, one and two ingestors (bench.ingest's main
+    run), publish-to-queryable latency when paced, and one ingestor's rate as history grows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    main_run = json.loads((directory / "ingest-main.json").read_text())
+    growth = sorted(
+        (json.loads(p.read_text()) for p in directory.glob("ingest-growth-*.json")),
+        key=lambda r: int(r["history_readings"]),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    ax = axes[0]
+    names = ["do-nothing\nsubscriber", "one\ningestor", "two ingestors\n($share)"]
+    rates = [main_run[k]["readings_per_s"] for k in ("ceiling", "ingest", "shared")]
+    bars = ax.bar(names, rates, color=["tab:gray", "tab:blue", "tab:cyan"])
+    for bar, rate in zip(bars, rates, strict=True):
+        ax.annotate(
+            f"{rate:,.0f}",
+            (bar.get_x() + bar.get_width() / 2, rate),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.axhline(30_000, color="red", linestyle="dashed", linewidth=1, label="target 30,000")
+    ax.set_ylabel("readings/s committed (received, for the ceiling)")
+    ax.set_title("Full speed, 10 values per message")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    paced = main_run["paced"]
+    ax.bar(
+        ["p50", "p99", "max"],
+        [paced["latency_p50_ms"], paced["latency_p99_ms"], paced["latency_max_ms"]],
+        color="tab:green",
+    )
+    ax.axhline(1000, color="red", linestyle="dashed", linewidth=1, label="p99 target 1 s")
+    ax.set_ylabel("publish → queryable, ms")
+    ax.set_title(
+        f"Paced at {paced['target_readings_per_s']:,.0f} readings/s ({paced['probes']:,} probes)"
+    )
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    if growth:
+        xs = [r["history_readings"] / 1e6 for r in growth]
+        ax.plot(xs, [r["ingest"]["readings_per_s"] for r in growth], marker="o")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("readings already stored, millions (log)")
+    ax.set_ylabel("readings/s committed, one ingestor")
+    ax.set_title("Growth: ingest rate vs history")
+    fig.suptitle(f"Ingest end to end, {main_run['machine']}, {main_run['date'][:10]}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", choices=("api", "rules"))
+    parser.add_argument("benchmark", choices=("api", "rules", "ingest"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--markdown", action="store_true", help="print the tables instead")
@@ -174,6 +235,10 @@ def main() -> None:
         print(api_tables(load_results(args.benchmark, args.results)))
         return
     out = args.output or ROOT / "docs" / f"bench-{args.benchmark}.png"
+    if args.benchmark == "ingest":
+        plot_ingest(args.results, out)
+        print(f"wrote {out}")
+        return
     plot = plot_rules if args.benchmark == "rules" else plot_api
     plot(load_results(args.benchmark, args.results), out)
     print(f"wrote {out}")

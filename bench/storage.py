@@ -140,7 +140,8 @@ def main() -> None:
         if cluster is not None:
             cluster.destroy()
     path = "timescaledb" if figures.pop("path") else "postgres"
-    print(f"storage path: {path}, values: {args.values}")
+    print(f"storage path: {path}")
+    print(f"values: {args.values}")
     for name, value in figures.items():
         print(f"{name}: {value:,.1f}")
 

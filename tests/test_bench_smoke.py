@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,29 @@ def test_rules_benchmark_smoke() -> None:
     assert figures["engine_s"] > 0
     assert figures["floor_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["engine_s"] / figures["floor_s"], rel=0.05)
+
+
+def test_ingest_benchmark_smoke(tmp_path: Path) -> None:
+    """`python -m bench.ingest --smoke` runs every phase (do-nothing subscriber, one ingestor,
+    paced with latency probes, two ingestors on a shared subscription) through a real
+    Mosquitto and PostgreSQL and stores every published reading exactly once."""
+    output = tmp_path / "ingest.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(output.read_text())
+    assert figures["ceiling"]["received"] == figures["ceiling"]["messages"]
+    for phase in ("ingest", "shared"):
+        result = figures[phase]
+        assert result["readings_stored"] == result["readings_expected"] > 0, phase
+        assert (result["lost"], result["duplicates"], result["dead_letters"]) == (0, 0, 0)
+        assert result["readings_per_s"] > 0
+    assert figures["paced"]["probes"] > 0
+    assert 0 < figures["paced"]["latency_p50_ms"] <= figures["paced"]["latency_p99_ms"]
+    assert "ratio ingest / ceiling" in out.stdout
