@@ -454,6 +454,7 @@ class Bench:
 
     def ingest(self, messages: int, ingestor_count: int, name: str) -> dict[str, float]:
         url = self.database(name)
+        stream = self.stream()  # one clock reading: its minutes are the ones counted below
         with ingestors(ingestor_count, url, self.broker, self.auth, self.logs) as ports:
             samples: list[tuple[float, int]] = []
             stop = threading.Event()
@@ -467,7 +468,7 @@ class Bench:
             began = time.monotonic()
             acked, seconds = publish(
                 self.endpoint(SIMULATOR),
-                self.stream(),
+                stream,
                 messages,
                 rate=None,
                 publishers=self.publishers,
@@ -490,7 +491,7 @@ class Bench:
             "readings_per_s": steady,
             "ingestors": ingestor_count,
             "publish_seconds": seconds,
-        } | _database_counts(url, self.stream().start - timedelta(days=1))
+        } | _database_counts(url, stream.start - timedelta(days=1))
 
     def paced(self, rate_readings: float, seconds: float, name: str) -> dict[str, float]:
         url = self.database(name)
@@ -511,10 +512,12 @@ class Bench:
 
             loader = threading.Thread(target=load)
             loader.start()
-            latencies = probe_latencies(self, url, stream, loader)
+            latencies, probes_sent, unanswered = probe_latencies(self, url, stream, loader)
             loader.join()
             expected = result["acked"] * VALUES_PER_MESSAGE
-            wait_until(lambda: stored(ports) >= expected, 600, "ingest to catch up")
+            # The ingestor's counter includes the probes' one reading each.
+            everything = expected + probes_sent - unanswered
+            wait_until(lambda: stored(ports) >= everything, 600, "ingest to catch up")
             lag = time.monotonic() - result["done"]
         latencies.sort()
         return {
@@ -524,17 +527,20 @@ class Bench:
             "offered_readings_per_s": expected / result["seconds"],
             "catch_up_after_publishing_s": lag,
             "probes": len(latencies),
+            "probes_sent": probes_sent,
+            "probes_unanswered": unanswered,
             "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
             "latency_p99_ms": 1000 * _percentile(latencies, 0.99),
             "latency_max_ms": 1000 * latencies[-1] if latencies else float("nan"),
-        } | _database_counts(url, self.stream().start - timedelta(days=1))
+        } | _database_counts(url, stream.start - timedelta(days=1))
 
 
 def probe_latencies(
     bench: Bench, url: str, stream: Stream, loader: threading.Thread
-) -> list[float]:
-    """Every 100 ms a probe device (the stream's last device, whose own minutes lie far in
-    the past) publishes a fresh minute; the time until PostgreSQL answers it is a latency."""
+) -> tuple[list[float], int, int]:
+    """Every 100 ms a probe device (the stream's last device) publishes a fresh sample, one
+    second after the last, in the day before the stream's minutes; the time until PostgreSQL
+    answers it is a latency."""
     host, port, user, password = bench.endpoint(SIMULATOR)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
     client.username_pw_set(user, password)
@@ -553,9 +559,10 @@ def probe_latencies(
         while loader.is_alive() or sent:
             now = time.monotonic()
             if loader.is_alive() and now >= next_send:
-                t = base + timedelta(minutes=n + 1)
+                t = base + timedelta(seconds=n + 1)
                 body = {
                     "ts": t.isoformat().replace("+00:00", "Z"),
+                    "period": "sample",
                     "readings": [{"pollutant": "so2", "value": 1.0, "unit": "mg/m3"}],
                 }
                 sent[t] = time.monotonic()
@@ -565,7 +572,7 @@ def probe_latencies(
                 n += 1
                 next_send += 0.1
             rows = conn.execute(
-                "select time from readings where device_key = %s and period = 'minute'"
+                "select time from readings where device_key = %s and period = 'sample'"
                 " and time > %s and time < %s",  # the probe's minutes only
                 (key, seen, base + timedelta(days=1)),
             ).fetchall()
@@ -575,11 +582,11 @@ def probe_latencies(
                     latencies.append(arrived - sent.pop(t))
                 seen = max(seen, t)
             if not loader.is_alive() and sent and arrived - max(sent.values()) > 30:
-                break  # a probe never arrived: reported as lost below
+                break  # a probe never arrived: counted as unanswered
             time.sleep(0.005)
     client.disconnect()
     client.loop_stop()
-    return latencies
+    return latencies, n, len(sent)
 
 
 def _steady_rate(samples: list[tuple[float, int]], expected: int) -> float:
