@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 
 from domain.errors import ValidationError
+from domain.geo import distance_m
 from domain.pollutants import get_pollutant
 
-EARTH_RADIUS_M = 6_371_008.8
 MAX_RADIUS_M = 100_000
 
 
@@ -38,7 +38,7 @@ class SiteFilter:
             if not (west <= lon <= east and south <= lat <= north):
                 return False
         if self.centre is not None and self.radius_m is not None:
-            return distance_m(self.centre, (lat, lon)) <= self.radius_m
+            return distance_m(self.centre[1], self.centre[0], lon, lat) <= self.radius_m
         return True
 
 
@@ -50,16 +50,6 @@ def _pollutants_of(row: dict[str, Any]) -> set[str]:
         found.update(lim["pollutant"] for lim in outlet.get("limits") or [])
         found.update(outlet.get("latest") or {})
     return found
-
-
-def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance between (lat, lon) points, metres (haversine)."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def _numbers(text: str, count: int, name: str) -> list[float]:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from domain.errors import SunlightError, ValidationError
+from domain.geo import distance_m
 
 
 class Category(StrEnum):
@@ -176,16 +177,6 @@ def nearest(
         key=lambda r: r["distance_m"],
     )
     return ranked[:count]
-
-
-def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Great-circle distance in metres (haversine, mean Earth radius)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    h = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
 
 
 def bearing_deg(lon1: float, lat1: float, lon2: float, lat2: float) -> float:

@@ -16,8 +16,8 @@ from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 from domain.errors import ValidationError
+from domain.geo import distance_m
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG), metres
 MIN_RADIUS_M = 100.0  # below this a circle says less than the position's own uncertainty
 MAX_RADIUS_M = 50_000.0  # a city; beyond it, subscribe to districts instead
 MAX_TARGET_LENGTH = 320  # RFC 3696's longest address; plenty for a URL too
@@ -44,13 +44,6 @@ class ScopeKind(StrEnum):
     ENTERPRISE = "enterprise"
     DISTRICT = "district"
     RADIUS = "radius"
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance between two WGS 84 points, metres (haversine)."""
-    p1, l1, p2, l2 = map(math.radians, (lat1, lon1, lat2, lon2))
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin((l2 - l1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +105,7 @@ def matches(scope: Scope, place: Place) -> bool:
     assert scope.lat is not None
     assert scope.lon is not None
     assert scope.radius_m is not None
-    return distance_m(scope.lat, scope.lon, place.lat, place.lon) <= scope.radius_m
+    return distance_m(scope.lon, scope.lat, place.lon, place.lat) <= scope.radius_m
 
 
 def check_email(address: str) -> str:

@@ -15,6 +15,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from domain.errors import NotFound, SunlightError, ValidationError
+from domain.geo import EARTH_RADIUS_M
 from domain.reports import Area, Photo, Placement, Status, due_at, new_tracking_code, place_point
 from store import sites
 from store.episodes import Forbidden, add_event, channels_of
@@ -256,9 +257,6 @@ def photo(conn: psycopg.Connection, tracking_code: str) -> tuple[str, bytes]:
     return str(row[0]), bytes(row[1])
 
 
-_EARTH_RADIUS_M = 6_371_008.8
-
-
 def list_reports(
     conn: psycopg.Connection,
     *,
@@ -290,7 +288,7 @@ def list_reports(
         "lat0": lat0,
         "lon0": lon0,
         "radius": radius_m,
-        "earth": _EARTH_RADIUS_M,
+        "earth": EARTH_RADIUS_M,
         "start": start,
         "end": end,
         "limit": limit,

@@ -30,6 +30,7 @@ from api.middleware import RateLimiter
 from api.queries import SiteFilter, site_filter
 from api.routers.sites import _parse_time, compliance_of
 from domain.errors import ValidationError
+from domain.geo import distance_m
 from domain.reports import (
     CATEGORY_LABELS,
     Category,
@@ -38,7 +39,6 @@ from domain.reports import (
     bearing_deg,
     check_proof_of_work,
     compass_point,
-    distance_m,
     nearest,
     new_nonce,
     public_position,

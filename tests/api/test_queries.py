@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.queries import distance_m
+from domain.geo import distance_m
 from registry.loader import load_registry
 from registry.model import read_registry_file
 from sunlight.settings import Settings
@@ -30,7 +30,7 @@ def ids(doc: dict[str, object]) -> list[str]:
 
 def test_distance() -> None:
     """One degree of latitude is about 111.2 km."""
-    assert distance_m((0.0, 0.0), (1.0, 0.0)) == pytest.approx(111_195, rel=1e-3)
+    assert distance_m(0.0, 0.0, 0.0, 1.0) == pytest.approx(111_195, rel=1e-3)
 
 
 def test_filters_and_paging(api: TestClient) -> None:

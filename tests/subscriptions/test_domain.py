@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from domain.errors import ValidationError
+from domain.geo import distance_m
 from domain.subscriptions import (
     Place,
     Scope,
     ScopeKind,
     check_email,
     check_webhook_url,
-    distance_m,
     matches,
 )
 
@@ -20,8 +20,8 @@ PLANT = Place(enterprise_id="lc-ent-tp-gangkou", district_id="lc-gangkou", lon=1
 
 def test_haversine_one_degree_of_latitude() -> None:
     """One degree of latitude on the mean sphere is 111.195 km; a point is 0 m from itself."""
-    assert distance_m(39.0, 116.0, 40.0, 116.0) == pytest.approx(111_195, abs=1)
-    assert distance_m(39.84, 116.47, 39.84, 116.47) == 0.0
+    assert distance_m(116.0, 39.0, 116.0, 40.0) == pytest.approx(111_195, abs=1)
+    assert distance_m(116.47, 39.84, 116.47, 39.84) == 0.0
 
 
 @pytest.mark.parametrize(
