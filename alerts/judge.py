@@ -18,9 +18,8 @@ from domain.compliance import (
     MIN_VALID_MINUTES,
     Judgement,
     Sample,
-    Verdict,
     judge,
-    o2_correct,
+    judge_totals,
 )
 from domain.readings import Flag, flags_from_mask
 from store import compliance as store
@@ -102,32 +101,23 @@ def _record(
 
 
 def judge_minutes(counts: MinuteCounts, *, limit: float, o2_reference: float | None) -> Judgement:
-    """``domain.compliance.judge`` of an hour's minutes, from their counts and sums.
-
-    The same rules (bench.rules checks the two agree on every rule of 10,000 outlets): valid
-    means flag N, and with O2 correction also a valid, correctable O2 in the same minute; the
-    hour's O2 is the mean over those minutes; a source stopped for most minutes is not judged;
-    fewer than 45 valid minutes is invalid."""
-    total = counts.total
-    if total == 0:
-        return Judgement(Verdict.NO_DATA, None, None, None, 0, 0, limit, None)
-    o2_mean = None
+    """``domain.compliance.judge`` of an hour's minutes, from their counts and sums (SQL
+    counted valid minutes as ``judge`` does: flag N, and with O2 correction a valid,
+    correctable O2 in the same minute)."""
     if o2_reference is None:
-        n, value_sum = counts.valid, counts.valid_sum
+        valid, value_sum, o2_sum = counts.valid, counts.valid_sum, None
     else:
-        n, value_sum = counts.valid_with_o2, counts.valid_with_o2_sum
-        if n and counts.o2_sum is not None:
-            o2_mean = counts.o2_sum / n
-    measured = value_sum / n if n and value_sum is not None else None
-    if counts.stopped * 2 > total:
-        return Judgement(Verdict.STOPPED, None, measured, o2_mean, n, total, limit, None)
-    if n < MIN_VALID_MINUTES or measured is None:
-        return Judgement(Verdict.INVALID, None, measured, o2_mean, n, total, limit, None)
-    mean = measured
-    if o2_reference is not None and o2_mean is not None:
-        mean = o2_correct(measured, o2_mean, o2_reference)
-    verdict = Verdict.EXCEEDANCE if mean > limit else Verdict.COMPLIANT
-    return Judgement(verdict, mean, measured, o2_mean, n, total, limit, mean / limit - 1)
+        valid, value_sum, o2_sum = counts.valid_with_o2, counts.valid_with_o2_sum, counts.o2_sum
+    return judge_totals(
+        total=counts.total,
+        stopped=counts.stopped,
+        valid=valid,
+        value_sum=value_sum,
+        o2_sum=o2_sum,
+        limit=limit,
+        min_valid=MIN_VALID_MINUTES,
+        o2_reference=o2_reference,
+    )
 
 
 def judge_hour(conn: psycopg.Connection, start: datetime) -> list[Outcome]:

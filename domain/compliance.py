@@ -76,9 +76,6 @@ def judge(
     HJ 75 converts hourly means. A period where the source was stopped for most samples is not
     judged; one without ``min_valid`` valid samples is invalid.
     """
-    total = len(samples)
-    if total == 0:
-        return Judgement(Verdict.NO_DATA, None, None, None, 0, 0, limit, None)
     stopped = sum(1 for s in samples if s.flag is Flag.STOPPED)
     valid = [
         s
@@ -90,19 +87,47 @@ def judge(
         )
     ]
     n = len(valid)
-    measured = sum(s.value for s in valid) / n if n else None
-    o2_mean = (
-        sum(s.o2 for s in valid if s.o2 is not None) / n if n and o2_reference is not None else None
+    return judge_totals(
+        total=len(samples),
+        stopped=stopped,
+        valid=n,
+        value_sum=sum(s.value for s in valid) if n else None,
+        o2_sum=sum(s.o2 for s in valid if s.o2 is not None)
+        if n and o2_reference is not None
+        else None,
+        limit=limit,
+        min_valid=min_valid,
+        o2_reference=o2_reference,
     )
+
+
+def judge_totals(
+    *,
+    total: int,
+    stopped: int,
+    valid: int,
+    value_sum: float | None,
+    o2_sum: float | None,
+    limit: float,
+    min_valid: int,
+    o2_reference: float | None,
+) -> Judgement:
+    """``judge`` from a period's counts and sums: what the engine gets from one SQL aggregate
+    over every outlet, so both apply the very same rules. ``valid`` counts the samples
+    ``judge`` calls valid; ``o2_sum`` is the O2 of those samples (O2 correction only)."""
+    if total == 0:
+        return Judgement(Verdict.NO_DATA, None, None, None, 0, 0, limit, None)
+    measured = value_sum / valid if valid and value_sum is not None else None
+    o2_mean = o2_sum / valid if valid and o2_sum is not None and o2_reference is not None else None
     if stopped * 2 > total:
-        return Judgement(Verdict.STOPPED, None, measured, o2_mean, n, total, limit, None)
-    if n < min_valid or measured is None:
-        return Judgement(Verdict.INVALID, None, measured, o2_mean, n, total, limit, None)
+        return Judgement(Verdict.STOPPED, None, measured, o2_mean, valid, total, limit, None)
+    if valid < min_valid or measured is None:
+        return Judgement(Verdict.INVALID, None, measured, o2_mean, valid, total, limit, None)
     mean = measured
     if o2_reference is not None and o2_mean is not None:
         mean = o2_correct(measured, o2_mean, o2_reference)
     verdict = Verdict.EXCEEDANCE if mean > limit else Verdict.COMPLIANT
-    return Judgement(verdict, mean, measured, o2_mean, n, total, limit, mean / limit - 1)
+    return Judgement(verdict, mean, measured, o2_mean, valid, total, limit, mean / limit - 1)
 
 
 class Severity(StrEnum):
