@@ -15,9 +15,7 @@ code: their own table, ids, ``Message-ID`` domain part and webhook envelope (``"
 from __future__ import annotations
 
 import logging
-import smtplib
 import socket
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +36,7 @@ from alerts.notifiers.base import (
     WebhookTarget,
 )
 from alerts.notifiers.dispatch import attempt_once
-from alerts.notifiers.email import SmtpConfig
+from alerts.notifiers.email import SmtpConfig, send_email
 from alerts.notifiers.webhook import WebhookNotifier
 from domain.subscriptions import (
     Place,
@@ -359,31 +357,6 @@ def build_email(notification: Notification, to: str, sender: str) -> EmailMessag
     return email
 
 
-def _smtp_send(config: SmtpConfig, email: EmailMessage, to: str) -> None:
-    """One SMTP transaction, failures classified as the office channel does (4xx and lost
-    connections retryable, everything else final)."""
-    try:
-        with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
-            if config.starttls:
-                smtp.starttls(context=config.ssl_context or ssl.create_default_context())
-            if config.username is not None and config.password is not None:
-                smtp.login(config.username, config.password)
-            smtp.send_message(email, config.sender, [to])
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        raise DeliveryError(
-            f"recipient refused: {codes}", retryable=any(400 <= c < 500 for c in codes)
-        ) from None
-    except smtplib.SMTPResponseException as exc:
-        raise DeliveryError(f"SMTP {exc.smtp_code}", retryable=400 <= exc.smtp_code < 500) from None
-    except smtplib.SMTPServerDisconnected as exc:
-        raise DeliveryError(f"relay disconnected: {exc}", retryable=True) from None
-    except smtplib.SMTPException as exc:
-        raise DeliveryError(f"SMTP: {exc}", retryable=False) from None
-    except OSError as exc:
-        raise DeliveryError(f"relay unreachable: {exc!r}", retryable=True) from None
-
-
 class SubscriberEmailNotifier:
     """The e-mail channel for subscribers: one message per delivery to the subscription's one
     address, with the unsubscribe headers the offices' messages do not carry."""
@@ -398,7 +371,7 @@ class SubscriberEmailNotifier:
         if not isinstance(target, EmailTarget) or len(target.addresses) != 1:
             raise DeliveryError("a subscriber e-mail goes to one address", retryable=False)
         (to,) = target.addresses
-        _smtp_send(self.config, build_email(notification, to, self.config.sender), to)
+        send_email(self.config, build_email(notification, to, self.config.sender), [to])
 
     def close(self) -> None:
         """Nothing to release: every message has its own connection."""
@@ -538,4 +511,4 @@ class Subscribers:
 def _gone(detail: str) -> bool:
     """Whether a final failure says the target no longer exists: a webhook's ``410 Gone``, or
     a mail server refusing the recipient for good (5xx). Sending again would only be noise."""
-    return detail.startswith(("HTTP 410", "recipient refused"))
+    return detail.startswith(("HTTP 410", "all recipients refused"))

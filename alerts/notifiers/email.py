@@ -76,6 +76,41 @@ def _smtp_text(raw: bytes | str) -> str:
     return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
 
 
+def send_email(
+    config: SmtpConfig, message: EmailMessage, recipients: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """One SMTP transaction, a fresh connection; failures as ``DeliveryError``s, 4xx and lost
+    connections retryable and the rest final. Returns the recipients the relay refused while
+    accepting others (a retry would duplicate the others' copies)."""
+    try:
+        with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
+            if config.starttls:
+                smtp.starttls(context=config.ssl_context or ssl.create_default_context())
+            if config.username is not None and config.password is not None:
+                smtp.login(config.username, config.password)
+            return smtp.send_message(message, config.sender, recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = {code for code, _ in exc.recipients.values()}
+        detail = "; ".join(
+            f"{rcpt}: {code} {_smtp_text(text)}" for rcpt, (code, text) in exc.recipients.items()
+        )
+        retryable = any(_is_temporary(code) for code in codes)
+        raise DeliveryError(f"all recipients refused: {detail}", retryable=retryable) from None
+    except smtplib.SMTPResponseException as exc:
+        # Covers refused sender, data, HELO and login (535): 4xx are temporary by definition.
+        detail = f"SMTP {exc.smtp_code} {_smtp_text(exc.smtp_error)}"
+        raise DeliveryError(detail, retryable=_is_temporary(exc.smtp_code)) from None
+    except smtplib.SMTPServerDisconnected as exc:
+        raise DeliveryError(f"relay disconnected: {exc}", retryable=True) from None
+    except smtplib.SMTPException as exc:
+        # What is left is configuration: no STARTTLS or AUTH offered, no common mechanism.
+        raise DeliveryError(f"SMTP: {exc}", retryable=False) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise DeliveryError(f"relay certificate: {exc.verify_message}", retryable=False) from None
+    except OSError as exc:  # refused, unreachable, timed out, TLS broke
+        raise DeliveryError(f"relay unreachable: {exc!r}", retryable=True) from None
+
+
 class EmailNotifier:
     """Sends with ``smtplib``, a fresh connection per message: notifications are rare, and an
     idle connection to a relay would only time out between them."""
@@ -91,36 +126,7 @@ class EmailNotifier:
             raise DeliveryError(f"not an e-mail target: {type(target).__name__}", retryable=False)
         config = self.config
         message = build_message(notification, target, config.sender)
-        try:
-            with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
-                if config.starttls:
-                    smtp.starttls(context=config.ssl_context or ssl.create_default_context())
-                if config.username is not None and config.password is not None:
-                    smtp.login(config.username, config.password)
-                refused = smtp.send_message(message, config.sender, list(target.addresses))
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = {code for code, _ in exc.recipients.values()}
-            detail = "; ".join(
-                f"{rcpt}: {code} {_smtp_text(text)}"
-                for rcpt, (code, text) in exc.recipients.items()
-            )
-            retryable = any(_is_temporary(code) for code in codes)
-            raise DeliveryError(f"all recipients refused: {detail}", retryable=retryable) from None
-        except smtplib.SMTPResponseException as exc:
-            # Covers refused sender, data, HELO and login (535): 4xx are temporary by definition.
-            detail = f"SMTP {exc.smtp_code} {_smtp_text(exc.smtp_error)}"
-            raise DeliveryError(detail, retryable=_is_temporary(exc.smtp_code)) from None
-        except smtplib.SMTPServerDisconnected as exc:
-            raise DeliveryError(f"relay disconnected: {exc}", retryable=True) from None
-        except smtplib.SMTPException as exc:
-            # What is left is configuration: no STARTTLS or AUTH offered, no common mechanism.
-            raise DeliveryError(f"SMTP: {exc}", retryable=False) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise DeliveryError(
-                f"relay certificate: {exc.verify_message}", retryable=False
-            ) from None
-        except OSError as exc:  # refused, unreachable, timed out, TLS broke
-            raise DeliveryError(f"relay unreachable: {exc!r}", retryable=True) from None
+        refused = send_email(config, message, list(target.addresses))
         if refused:
             # Delivered to the others; a retry would duplicate their copies, so this is logged.
             logger.warning(
