@@ -89,6 +89,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "districts": "Districts",
         "basemap": "Basemap",
         "legend": "Legend",
+        "offices": "How the offices respond",
         "no_data": "No data yet",
         "cluster": "Several enterprises (zoom in)",
         "latest": "Latest values",
@@ -113,6 +114,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "districts": "行政区",
         "basemap": "底图",
         "legend": "图例",
+        "offices": "各监管部门的回应记录",
         "no_data": "暂无数据",
         "cluster": "多家企业（放大查看）",
         "latest": "最新数据",
@@ -937,4 +939,7 @@ def _legend_html(
             )
             + "</div>"
         )
+    # The accountability record: relative to the site serving the map, in the map's language.
+    offices = f"/regulators?lang={'zh' if zh_lang else 'en'}"
+    body += f'<div><a href="{offices}">{html.escape(labels["offices"])}</a></div>'
     return f"<strong>{html.escape(labels['legend'])}</strong>{body}"

@@ -296,3 +296,13 @@ def test_stock_folium_defaults_are_left_untouched() -> None:
     build_map(STATIONS, ENTERPRISES, DISTRICTS)
 
     assert (list(folium.Map.default_js), list(folium.plugins.MarkerCluster.default_js)) == before
+
+
+def test_legend_links_to_the_offices_record_in_the_maps_language() -> None:
+    """The map leads to the accountability record, in the language it is shown in."""
+    en = build_map(STATIONS, ENTERPRISES, DISTRICTS, lang="en")
+    zh = build_map(STATIONS, ENTERPRISES, DISTRICTS, lang="zh")
+    # The legend's HTML sits in a script as a JSON string.
+    assert '\\u003ca href=\\"/regulators?lang=en\\"\\u003eHow the offices respond' in en
+    link = '\\u003ca href=\\"/regulators?lang=zh\\"\\u003e'
+    assert link + "各监管部门的回应记录".encode("unicode_escape").decode() in zh
