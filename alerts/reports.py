@@ -19,7 +19,7 @@ from alerts.notifiers.base import Notification, targets_for
 from alerts.notifiers.dispatch import attempt_once
 from domain.reports import CATEGORY_LABELS, Category
 from store import reports as store
-from store.episodes import channels_of
+from store.episodes import channels_of, log_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def send_due(conn: psycopg.Connection, dispatcher: Dispatcher, now: datetime) ->
             )
             notifier = dispatcher._notifier(channel)  # shares the episodes' connections
             if target is None or notifier is None:
-                store.record_attempt(
+                log_attempt(
                     conn,
                     row,
                     ok=False,
@@ -135,7 +135,7 @@ def send_due(conn: psycopg.Connection, dispatcher: Dispatcher, now: datetime) ->
             outcome = attempt_once(
                 notification, channel, target, notifier, attempt=row["attempts"] + 1
             )
-            store.record_attempt(
+            log_attempt(
                 conn,
                 row,
                 ok=outcome.ok,

@@ -179,22 +179,9 @@ def record_attempt(
     detail: str,
     next_attempt_at: datetime | None,
 ) -> None:
-    """Log one delivery attempt; a notification without a next attempt has failed for good."""
-    conn.execute(
-        "insert into notification_attempts (notification_id, ok, detail) values (%s, %s, %s)",
-        (notification["id"], ok, detail[:2000]),
-    )
-    status = "sent" if ok else ("pending" if next_attempt_at is not None else "failed")
-    conn.execute(
-        """
-        update notifications set attempts = attempts + 1, status = %s,
-            sent_at = case when %s then now() else sent_at end,
-            last_error = case when %s then null else %s end,
-            next_attempt_at = coalesce(%s, next_attempt_at)
-        where id = %s
-        """,
-        (status, ok, ok, detail[:2000], next_attempt_at, notification["id"]),
-    )
+    """Log one delivery attempt of an episode's notification, on the outbox and in the
+    episode's audit log."""
+    log_attempt(conn, notification, ok=ok, detail=detail, next_attempt_at=next_attempt_at)
     if ok and notification["kind"] == "opened":
         conn.execute(
             "update episodes set status = 'notified', notified_at = coalesce(notified_at, now())"
@@ -211,6 +198,33 @@ def record_attempt(
             "kind": notification["kind"],
             "detail": detail[:500],
         },
+    )
+
+
+def log_attempt(
+    conn: psycopg.Connection,
+    notification: Row,
+    *,
+    ok: bool,
+    detail: str,
+    next_attempt_at: datetime | None,
+) -> None:
+    """Log one delivery attempt of any outbox notification (an episode's or a report's); one
+    without a next attempt has failed for good."""
+    conn.execute(
+        "insert into notification_attempts (notification_id, ok, detail) values (%s, %s, %s)",
+        (notification["id"], ok, detail[:2000]),
+    )
+    status = "sent" if ok else ("pending" if next_attempt_at is not None else "failed")
+    conn.execute(
+        """
+        update notifications set attempts = attempts + 1, status = %s,
+            sent_at = case when %s then now() else sent_at end,
+            last_error = case when %s then null else %s end,
+            next_attempt_at = coalesce(%s, next_attempt_at)
+        where id = %s
+        """,
+        (status, ok, ok, detail[:2000], next_attempt_at, notification["id"]),
     )
 
 

@@ -505,32 +505,6 @@ def due_notifications(conn: psycopg.Connection, now: datetime, limit: int = 100)
     )
 
 
-def record_attempt(
-    conn: psycopg.Connection,
-    notification: Row,
-    *,
-    ok: bool,
-    detail: str,
-    next_attempt_at: datetime | None,
-) -> None:
-    """Log one delivery attempt; a notification without a next attempt has failed for good."""
-    conn.execute(
-        "insert into notification_attempts (notification_id, ok, detail) values (%s, %s, %s)",
-        (notification["id"], ok, detail[:2000]),
-    )
-    status = "sent" if ok else ("pending" if next_attempt_at is not None else "failed")
-    conn.execute(
-        """
-        update notifications set attempts = attempts + 1, status = %s,
-            sent_at = case when %s then now() else sent_at end,
-            last_error = case when %s then null else %s end,
-            next_attempt_at = coalesce(%s, next_attempt_at)
-        where id = %s
-        """,
-        (status, ok, ok, detail[:2000], next_attempt_at, notification["id"]),
-    )
-
-
 # --- evidence -----------------------------------------------------------------------------
 
 
