@@ -14,6 +14,7 @@ from PIL import Image
 
 from api.app import create_app
 from registry.loader import load_registry
+from sunlight.brokers import wait_until
 from sunlight.settings import Settings
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.reports.helpers import CONTACT, jpeg_with_exif, solved, submit, token
@@ -269,10 +270,13 @@ def test_evidence_names_nearby_enterprises_and_stations(api: TestClient, databas
     from tests.alerts.test_scenario import Clock
     from tests.readings import write_minutes
 
+    # The data is for the last full hour: do not let the hour turn while the test runs.
+    wait_until(lambda: datetime.now(UTC).minute < 58, 150, "the hour not to turn mid-test")
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     write_minutes(database_url, "cems-lc-tpn-u1", hour, {"so2": (90.0, "mg/m3"), "o2": (6.0, "%")})
     write_minutes(database_url, "aqms-lc-old-town", hour, {"pm25": (75.0, "ug/m3")})
-    Engine(Settings(database_url=database_url, alerts_backfill_hours=3), Clock()).judge_hours()
+    settings = Settings(database_url=database_url, alerts_backfill_hours=3, alerts_grace_minutes=0)
+    Engine(settings, Clock()).judge_hours()
     report = submit(api, lon=116.545, lat=40.025).json()  # beside the North thermal plant
     evidence = api.get(f"/api/v1/reports/{report['tracking_code']}").json()["evidence"]
     plant = evidence["enterprises"][0]
