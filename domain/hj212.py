@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
@@ -107,8 +108,28 @@ _DIGITS_RE: Final = re.compile(r"[0-9]+", re.ASCII)
 _DATA_TIME: Final = "DataTime"
 
 
+def _clean_value_re(forbidden: frozenset[str]) -> re.Pattern[str]:
+    """Printable ASCII without the separators in ``forbidden`` and without surrounding spaces."""
+    allowed = "".join(re.escape(chr(c)) for c in range(0x21, 0x7F) if chr(c) not in forbidden)
+    return re.compile(f"(?:[{allowed}](?:[ {allowed}]*[{allowed}])?)?", re.ASCII)
+
+
+_CLEAN_VALUE: Final = {
+    forbidden: _clean_value_re(forbidden) for forbidden in (_TOKEN_FORBIDDEN, _CP_FORBIDDEN)
+}
+
+
 def _check_value(what: str, value: object, forbidden: frozenset[str], reason: str) -> str:
     """A value that survives a build/parse round trip: printable ASCII, no separators."""
+    # One regex answers for the usual clean value; anything else takes the character walk,
+    # which names the first fault.
+    if isinstance(value, str) and _CLEAN_VALUE[forbidden].fullmatch(value) and "##" not in value:
+        return value
+    return _walk_value(what, value, forbidden, reason)
+
+
+def _walk_value(what: str, value: object, forbidden: frozenset[str], reason: str) -> str:
+    """``_check_value`` character by character: raises naming the first fault."""
     if not isinstance(value, str):
         raise Hj212Error(f"{what} must be a string, not {type(value).__name__}", reason=reason)
     if value != value.strip():
@@ -125,9 +146,17 @@ def _check_value(what: str, value: object, forbidden: frozenset[str], reason: st
 
 
 def _check_name(what: str, name: object) -> str:
+    if name in _GOOD_NAMES:  # codes and field names repeat in every frame
+        return name  # type: ignore[return-value]
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise Hj212Error(f"{what} {name!r} is not a code of letters and digits", reason="bad_cp")
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(name)
     return name
+
+
+_GOOD_NAMES: Final[set[object]] = set()
+_GOOD_NAMES_MAX: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +171,26 @@ class CpData:
     data_time: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     pollutants: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def _parsed(
+        cls,
+        data_time: str | None,
+        params: dict[str, str],
+        pollutants: dict[str, dict[str, str]],
+    ) -> CpData:
+        """A CP area ``_parse_cp`` has already checked field by field, without checking it twice:
+        the parser vouches for every name and value (it falls back to the checking
+        constructor whenever it cannot)."""
+        cp = object.__new__(cls)
+        object.__setattr__(cp, "data_time", data_time)
+        object.__setattr__(cp, "params", MappingProxyType(params))
+        object.__setattr__(
+            cp,
+            "pollutants",
+            MappingProxyType({code: MappingProxyType(f) for code, f in pollutants.items()}),
+        )
+        return cp
 
     def __post_init__(self) -> None:
         if self.data_time is not None:
@@ -348,15 +397,23 @@ def _parse_segment(segment: str) -> Frame:
     )
 
 
-def _parse_cp(text: str) -> CpData:
-    """Pollutants are separated by ';', the fields of one pollutant by ','."""
+def _parse_cp(text: str, *, check_values: bool = False) -> CpData:
+    """Pollutants are separated by ';', the fields of one pollutant by ','.
+
+    Names are checked here as they are read. Values need no second look when the area is
+    printable ASCII with no '&', no '##' and exactly one '=' per field (the splits leave no
+    ';' or ',' and no surrounding whitespace in a value); otherwise, or with ``check_values``,
+    ``CpData``'s own checks run and name the first bad value.
+    """
     data_time: str | None = None
     params: dict[str, str] = {}
     pollutants: dict[str, dict[str, str]] = {}
+    pairs = 0
     for group in text.split(";"):
         for part in group.split(","):
             if not part.strip():
                 continue  # tolerated: 'CP=&& &&', a trailing ';' as in 'ExeRtn=1;'
+            pairs += 1
             key, value = _split_pair(part, "bad_cp")
             code, dash, suffix = key.rpartition("-")
             if not dash:
@@ -375,7 +432,15 @@ def _parse_cp(text: str) -> CpData:
             if suffix in fields:
                 raise _error(f"CP field {key} appears twice", "bad_cp")
             fields[_check_name(f"{code} field", suffix)] = value
-    return CpData(data_time=data_time, params=params, pollutants=pollutants)
+    if (
+        check_values
+        or not (text.isascii() and text.isprintable())
+        or "&" in text
+        or "##" in text
+        or text.count("=") != pairs
+    ):
+        return CpData(data_time=data_time, params=params, pollutants=pollutants)
+    return CpData._parsed(data_time, params, pollutants)
 
 
 def salvage_fields(raw: bytes) -> dict[str, str]:
@@ -546,13 +611,49 @@ def parse_data_time(text: str | None, tz_offset: timedelta, now: datetime) -> da
     """``DataTime=YYYYMMDDhhmmss`` in device-local time at ``tz_offset``, as checked UTC."""
     if text is None:
         raise _error("data upload without DataTime", "missing_field")
+    utc = _data_time_utc(text, tz_offset)
+    if utc is None:
+        if not _DATA_TIME_RE.fullmatch(text):
+            raise _error(f"DataTime {text!r} is not YYYYMMDDhhmmss", "bad_datatime")
+        raise _error(f"DataTime {text!r} is not a calendar time", "bad_datatime")
+    if utc is _OUT_OF_RANGE:
+        # Year 1 east of Greenwich or year 9999 west of it: no UTC instant, and a clock fault
+        # either way (before 2000, or far in the future).
+        zone = timezone(tz_offset).tzname(None)
+        raise ValidationError(
+            f"DataTime {text!r} in {zone} is outside the calendar in UTC",
+            reason="timestamp_out_of_range" if text < "2000" else "future_timestamp",
+        )
+    return check_time(utc, now)
+
+
+_OUT_OF_RANGE: Final = datetime.min.replace(tzinfo=UTC)  # a marker, never a reading's time
+
+
+@lru_cache(maxsize=4096)
+def _data_time_utc(text: str, tz_offset: timedelta) -> datetime | None:
+    """The UTC instant of a DataTime, ``None`` when it is not one, ``_OUT_OF_RANGE`` when it
+    cannot be expressed in UTC (year 1 east of Greenwich). Loggers on one clock send the same
+    DataTime for a minute, so each is worked out once: 14 digits are exactly the fields of
+    ``%Y%m%d%H%M%S`` at full width, which the int slices read."""
     if not _DATA_TIME_RE.fullmatch(text):
-        raise _error(f"DataTime {text!r} is not YYYYMMDDhhmmss", "bad_datatime")
+        return None
     try:
-        local = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=timezone(tz_offset))
+        local = datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[8:10]),
+            int(text[10:12]),
+            int(text[12:14]),
+            tzinfo=timezone(tz_offset),
+        )
     except ValueError:
-        raise _error(f"DataTime {text!r} is not a calendar time", "bad_datatime") from None
-    return check_time(local.astimezone(UTC), now)
+        return None
+    try:
+        return local.astimezone(UTC)
+    except OverflowError:
+        return _OUT_OF_RANGE
 
 
 def _reading(

@@ -104,6 +104,12 @@ def to_canonical(
     return u.convert(value, source, target, pollutant.molar_mass), target
 
 
+def canonical_units(pollutant: Pollutant, medium: Medium, unit: str) -> tuple[str, str]:
+    """(source, target) units of ``unit`` for ``pollutant`` in ``medium``: what
+    ``to_canonical`` converts between. Raises as ``to_canonical`` does."""
+    return _units(pollutant.code, medium, unit)
+
+
 @lru_cache(maxsize=4096)
 def _units(code: str, medium: Medium, unit: str) -> tuple[str, str]:
     """(source, target) units, checked convertible. Devices repeat a handful of spellings, so

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Flag(StrEnum):
@@ -41,9 +41,13 @@ class Period(StrEnum):
     DAY = "day"
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One validated value of one pollutant at one time from one device."""
+class Reading(NamedTuple):
+    """One validated value of one pollutant at one time from one device.
+
+    A named tuple, not a frozen dataclass: ingest builds tens of thousands a second and a tuple
+    is several times cheaper to construct. ``time`` is timezone-aware UTC: the one constructor
+    in ingest, ``domain.validation.validate_value``, refuses a naive time.
+    """
 
     time: datetime
     pollutant: str
@@ -51,7 +55,3 @@ class Reading:
     value: float
     unit: str
     flag: Flag
-
-    def __post_init__(self) -> None:
-        if self.time.tzinfo is None or self.time.utcoffset() is None:
-            raise ValueError("Reading.time must be timezone-aware")

@@ -6,17 +6,17 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from domain import units as u
 from domain.errors import ValidationError
-from domain.pollutants import Medium, get_pollutant, to_canonical
+from domain.pollutants import Medium, Pollutant, canonical_units, get_pollutant, to_canonical
 from domain.readings import Flag, Period, Reading
-from domain.units import DEG_C
 
 # Device clocks drift; anything further ahead than this is a clock or encoding fault.
 MAX_CLOCK_SKEW: Final = timedelta(minutes=15)
 # Nothing Sunlight receives predates continuous monitoring; older stamps are encoding errors.
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 # Quantities that may legitimately be negative.
-_SIGNED_UNITS: Final = frozenset({DEG_C})
+_SIGNED_UNITS: Final = frozenset({u.DEG_C})
 
 
 def parse_timestamp(text: object, now: datetime) -> datetime:
@@ -34,7 +34,15 @@ def parse_timestamp(text: object, now: datetime) -> datetime:
             f"timestamp {text!r} has no time zone; send UTC ('Z') or an offset",
             reason="naive_timestamp",
         )
-    return check_time(ts.astimezone(UTC), now)
+    try:
+        utc = ts.astimezone(UTC)
+    except OverflowError:
+        # Year 1 east of Greenwich or year 9999 west of it: no UTC instant (a clock fault).
+        raise ValidationError(
+            f"timestamp {text!r} is outside the calendar in UTC",
+            reason="timestamp_out_of_range" if ts.year < EARLIEST.year else "future_timestamp",
+        ) from None
+    return check_time(utc, now)
 
 
 def check_time(ts: datetime, now: datetime) -> datetime:
@@ -54,6 +62,10 @@ def check_time(ts: datetime, now: datetime) -> datetime:
 def parse_flag(text: object) -> Flag:
     if text is None:
         return Flag.NORMAL
+    if type(text) is str:
+        exact = _FLAGS.get(text)  # the usual "N", without stripping and the enum's look-up
+        if exact is not None:
+            return exact
     if not isinstance(text, str):
         raise ValidationError("flag must be a one-letter string", reason="bad_flag")
     try:
@@ -63,6 +75,9 @@ def parse_flag(text: object) -> Flag:
         raise ValidationError(
             f"unknown data flag {text!r}; HJ 212-2017 flags are {allowed}", reason="bad_flag"
         ) from None
+
+
+_FLAGS: Final = {flag.value: flag for flag in Flag}
 
 
 def parse_period(text: object) -> Period:
@@ -88,12 +103,65 @@ def validate_value(
     medium: Medium,
 ) -> Reading:
     """Check one value and express it in the canonical unit for the site's medium."""
+    if time.utcoffset() is None:
+        raise ValueError("a reading's time must be timezone-aware")  # a caller's bug, not data
+    # The usual value: a float or int (not a bool) of a catalogue name in a unit seen before,
+    # answered from one cache look-up with the same arithmetic as the full path below.
+    cls = type(value)
+    if (cls is float or cls is int) and type(pollutant) is str and type(unit) is str:
+        known = _RESOLVED.get((pollutant, medium, unit))
+        if known is not None:
+            number: float = value if cls is float else _int_to_float(value)  # type: ignore[assignment,arg-type]
+            if math.isfinite(number):
+                info, source, target = known
+                canonical = (
+                    number
+                    if source == target
+                    else u.convert(number, source, target, info.molar_mass)
+                )
+                if canonical >= 0 or target in _SIGNED_UNITS:
+                    return Reading(time, info.code, period, canonical, target, flag)
+    return _validate_value(
+        pollutant=pollutant,
+        value=value,
+        unit=unit,
+        flag=flag,
+        time=time,
+        period=period,
+        medium=medium,
+    )
+
+
+def _int_to_float(value: int) -> float:
+    """``float(value)``, or infinity for an integer of hundreds of digits past every float."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+# (name as sent, medium, unit as sent) → (catalogue entry, source unit, canonical unit), for
+# combinations that validated; refusals are never cached. Devices repeat a handful.
+_RESOLVED: dict[tuple[object, Medium, object], tuple[Pollutant, str, str]] = {}
+_RESOLVED_MAX: Final = 4096
+
+
+def _validate_value(
+    *,
+    pollutant: object,
+    value: object,
+    unit: object,
+    flag: Flag,
+    time: datetime,
+    period: Period,
+    medium: Medium,
+) -> Reading:
     if not isinstance(pollutant, str):
         raise ValidationError("pollutant must be a string", reason="unknown_pollutant")
     info = get_pollutant(pollutant)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{info.code}: value must be a number", reason="bad_value")
-    number = float(value)
+    number = float(value) if isinstance(value, float) else _int_to_float(value)
     if not math.isfinite(number):
         raise ValidationError(
             f"{info.code}: value {value!r} is not finite", reason="non_finite_value"
@@ -101,6 +169,8 @@ def validate_value(
     if not isinstance(unit, str):
         raise ValidationError(f"{info.code}: unit must be a string", reason="bad_unit")
     canonical, target = to_canonical(info, medium, number, unit)
+    if len(_RESOLVED) < _RESOLVED_MAX:
+        _RESOLVED[(pollutant, medium, unit)] = (info, *canonical_units(info, medium, unit))
     if canonical < 0 and target not in _SIGNED_UNITS:
         raise ValidationError(
             f"{info.code}: negative value {number} {unit} is not a concentration",

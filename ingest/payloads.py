@@ -81,6 +81,10 @@ def _loads(payload: bytes) -> Any:
         raise ValidationError("JSON nested too deeply", reason="bad_json") from None
     except json.JSONDecodeError as exc:
         raise ValidationError(f"not JSON: {exc}", reason="bad_json") from None
+    except ValidationError:
+        raise  # NaN or an infinity, refused by _reject_constant
+    except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
+        raise ValidationError(f"not JSON Sunlight accepts: {exc}", reason="bad_json") from None
 
 
 def _entries(doc: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -7,7 +7,7 @@ whole (readings, their hourly rollup on the plain path, latest values, dead lett
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -57,12 +57,11 @@ def _hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
-def _dedupe(rows: Iterable[StoredReading]) -> list[StoredReading]:
+def _dedupe(rows: Sequence[StoredReading]) -> Sequence[StoredReading]:
     """Keep the last of several rows with one key: a merge may touch a row only once."""
-    by_key: dict[tuple[int, str, Period, datetime], StoredReading] = {}
-    for r in rows:
-        by_key[(r.device_key, r.pollutant, r.period, r.time)] = r
-    return list(by_key.values())
+    # r[1], r[3], r[4], r[0]: device_key, pollutant, period, time (index, not attribute, per row)
+    by_key = {(r[1], r[3], r[4], r[0]): r for r in rows}
+    return rows if len(by_key) == len(rows) else list(by_key.values())
 
 
 def write_readings(
@@ -88,26 +87,18 @@ def write_readings(
         " from stdin (format binary)"
     ) as copy:
         copy.set_types(_COPY_TYPES)
+        # A StoredReading is the COPY row as it is: its fields are the columns in order, and
+        # Period and Flag are str enums, dumped as their text.
+        write_row = copy.write_row
         for r in unique:
-            copy.write_row(
-                (
-                    r.time,
-                    r.device_key,
-                    r.site_key,
-                    r.pollutant,
-                    _PERIOD_TEXT[r.period],
-                    r.value,
-                    r.unit,
-                    r.flag,
-                )
-            )
+            write_row(r)
     if mode is StorageMode.POSTGRES:
         inserted, updated = _merge_wide(conn, unique)
     else:
         inserted, updated = _merge_narrow(conn)
     _update_latest(conn)
     _queue_rejudging(conn)
-    rolled = [r.time for r in unique if r.period in _ROLLED_UP]
+    rolled = [r[0] for r in unique if r[4] in _ROLLED_UP]  # time, period
     touched = (_hour(min(rolled)), _hour(max(rolled))) if rolled else None
     return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
 

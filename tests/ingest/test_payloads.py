@@ -208,3 +208,38 @@ def test_oversized_payload_limit() -> None:
     """The size limit is what the module says."""
     raw = b" " * (MAX_PAYLOAD_BYTES + 1)
     assert parse_json_payload(raw, Medium.FLUE_GAS, NOW).rejections[0].reason == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("payload", "where", "reason"),
+    [
+        # Before the ingest rework these raised out of the parser (OverflowError, ValueError)
+        # and stopped the ingestor on every redelivery of the message.
+        (
+            b'{"ts": "0001-01-01T00:00:00+08:00", "readings": [%s]}',
+            "",
+            "timestamp_out_of_range",
+        ),
+        (b'{"ts": "9999-12-31T23:59:59-08:00", "readings": [%s]}', "", "future_timestamp"),
+        (
+            b'{"ts": "2026-11-23T10:00:00Z", "readings": [%s,'
+            b' {"pollutant": "so2", "value": 1%s, "unit": "mg/m3"}]}' % (b"%s", b"0" * 400),
+            "readings[1]",
+            "non_finite_value",
+        ),
+        (
+            b'{"ts": "2026-11-23T10:00:00Z", "readings": [%s,'
+            b' {"pollutant": "so2", "value": 1%s, "unit": "mg/m3"}]}' % (b"%s", b"0" * 5000),
+            "",
+            "bad_json",
+        ),
+    ],
+    ids=["year-1-east", "year-9999-west", "huge-integer", "integer-past-4300-digits"],
+)
+def test_values_past_the_calendar_or_float_are_rejections(
+    payload: bytes, where: str, reason: str
+) -> None:
+    good = b'{"pollutant": "so2", "value": 1.5, "unit": "mg/m3"}'
+    p = parse_json_payload(payload % good if b"%s" in payload else payload, Medium.FLUE_GAS, NOW)
+    assert [(r.where, r.reason) for r in p.rejections] == [(where, reason)]
+    assert len(p.readings) == (1 if where else 0)
