@@ -15,7 +15,13 @@ import sunlight
 from api import errors
 from api.cache import Reuse
 from api.limits import RequestLimits
-from api.middleware import CachingMiddleware, RateLimiter, RateLimitMiddleware
+from api.middleware import (
+    CachingMiddleware,
+    HeadAsGet,
+    RateLimiter,
+    RateLimitMiddleware,
+    ReusedResponses,
+)
 from api.routers import accountability as accountability_router
 from api.routers import episodes, health, regulator, sites
 from api.routers import map as map_router
@@ -23,7 +29,8 @@ from api.routers import reports as reports_router
 from api.routers import subscriptions as subscriptions_router
 from maps.assets import static_dirs
 from store.db import open_pool
-from sunlight.settings import Settings
+from sunlight import logs
+from sunlight.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +60,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.reuse = Reuse(settings.api_cache_seconds)
     errors.install(app)
-    # Outermost last: gzip wraps everything; the rate limit runs before any work is done.
+    # Outermost last. The rate limit runs before any work is done; fresh reused responses are
+    # answered right after it (already compressed: gzip only wraps what is built).
     app.add_middleware(CachingMiddleware)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(ReusedResponses, reuse=app.state.reuse)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=RateLimiter(settings.api_rate_limit_per_minute),
@@ -67,8 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "If-None-Match"],
         expose_headers=["ETag", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
     )
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(RequestLimits)  # outermost: oversized requests cost nothing more
+    app.add_middleware(RequestLimits)  # oversized requests cost nothing more
+    app.add_middleware(HeadAsGet)  # outermost: HEAD is GET without the body, whatever answers
     app.include_router(health.router)
     app.include_router(sites.router)
     app.include_router(map_router.router)
@@ -84,3 +94,11 @@ def create_app(settings: Settings) -> FastAPI:
             name=f"static-{name}",
         )
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several worker processes (``sunlight api --workers N``): each
+    reads the same SUNLIGHT_* environment the command was started with."""
+    settings = get_settings()
+    logs.configure(settings.log_level, json_lines=settings.log_json, name="api")
+    return create_app(settings)

@@ -27,8 +27,10 @@ from fastapi.encoders import jsonable_encoder
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +52,21 @@ class Body:
     gzipped: bytes | None = None
     _compressing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    @property
+    def raw_media_type(self) -> bytes:
+        """The Content-Type header's value, as Starlette's Response would write it."""
+        if self.media_type.startswith("text/") and "charset=" not in self.media_type:
+            return f"{self.media_type}; charset=utf-8".encode()
+        return self.media_type.encode()
+
     @classmethod
     def of(cls, content: bytes, media_type: str) -> Body:
         return cls(content, media_type, '"' + hashlib.sha256(content).hexdigest()[:32] + '"')
 
-    def wants_gzip(self, request: Request) -> bool:
+    def wants_gzip(self, request: Request | Headers) -> bool:
         """The client accepts gzip and the body is worth compressing."""
-        return len(self.content) >= GZIP_MIN_BYTES and "gzip" in request.headers.get(
-            "accept-encoding", ""
-        )
+        headers = request.headers if isinstance(request, Request) else request
+        return len(self.content) >= GZIP_MIN_BYTES and "gzip" in headers.get("accept-encoding", "")
 
     def compress(self) -> bytes:
         """The gzip encoding, made once: a crowd arriving together waits for one compression
@@ -68,14 +76,15 @@ class Body:
                 self.gzipped = gzip.compress(self.content, GZIP_LEVEL, mtime=0)
             return self.gzipped
 
-    def response(self, request: Request) -> Response:
+    def response(self, request: Request | Headers) -> Response:
         """200 with the body (gzip-encoded when the client accepts it), or 304 when the client
         already holds this representation's ETag. Call :meth:`compress` first off the event
         loop when :meth:`wants_gzip`, else it is done here."""
-        encoded = self.wants_gzip(request)
+        request_headers = request.headers if isinstance(request, Request) else request
+        encoded = self.wants_gzip(request_headers)
         etag = self.etag[:-1] + '-gz"' if encoded else self.etag
         headers = {"ETag": etag, "Vary": "Accept-Encoding"}
-        wanted = request.headers.get("if-none-match", "")
+        wanted = request_headers.get("if-none-match", "")
         if etag in [t.strip() for t in wanted.split(",")]:
             return Response(status_code=304, headers=headers)
         if encoded:
@@ -89,6 +98,7 @@ class _Entry:
     value: Any
     size: int
     built_at: float
+    build: Callable[[], Any] | None = None  # how to rebuild it once stale
 
 
 class Reuse:
@@ -113,6 +123,23 @@ class Reuse:
                 return None
             self._entries.move_to_end(key)
             return entry.value
+
+    def serve(self, key: str) -> Any | None:
+        """The value when present, without building: fresh, or stale while a background
+        rebuild (by the function that built it) runs. What answers a crowd before routing."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            if time.monotonic() - entry.built_at < self.ttl_s or entry.build is None:
+                return entry.value
+            key_lock = self._building.setdefault(key, threading.Lock())
+        if key_lock.acquire(blocking=False):
+            threading.Thread(
+                target=self._rebuild, args=(key, entry.build, key_lock), daemon=True
+            ).start()
+        return entry.value
 
     def get(self, key: str, build: Callable[[], Any]) -> Any:
         """The value for ``key``: fresh, else stale while a background rebuild runs, else built
@@ -139,19 +166,19 @@ class Reuse:
             if entry is not None and time.monotonic() - entry.built_at < self.ttl_s:
                 return entry.value
             value = build()
-            self._put(key, value)
+            self._put(key, value, build)
             return value
 
     def _rebuild(self, key: str, build: Callable[[], Any], key_lock: threading.Lock) -> None:
         try:
-            self._put(key, build())
+            self._put(key, build(), build)
         except Exception:
             # The stale value keeps being served; the next request past its age tries again.
             logger.exception("rebuilding %s failed", key)
         finally:
             key_lock.release()
 
-    def _put(self, key: str, value: Any) -> None:
+    def _put(self, key: str, value: Any, build: Callable[[], Any] | None = None) -> None:
         size = (
             len(value.content) + len(value.gzipped or b"")
             if isinstance(value, Body)
@@ -161,7 +188,7 @@ class Reuse:
             old = self._entries.pop(key, None)
             if old is not None:
                 self._bytes -= old.size
-            self._entries[key] = _Entry(value, size, time.monotonic())
+            self._entries[key] = _Entry(value, size, time.monotonic(), build)
             self._bytes += size
             while self._entries and (
                 len(self._entries) > self.max_entries or self._bytes > self.max_bytes
@@ -196,11 +223,19 @@ def reused(request: Request, key: str, build: Callable[[Connection], Any]) -> An
     return reuse.get(key, with_conn)
 
 
+def response_key(scope: Scope) -> str:
+    """The key a URL's response is reused under: its path and query exactly as sent. The same
+    function for :func:`respond` and for the middleware that serves fresh bodies
+    before routing (:class:`api.middleware.CachingMiddleware`)."""
+    query: bytes = scope.get("query_string", b"")
+    return f"{scope['path']}?{query.decode('latin-1')}"
+
+
 async def respond(request: Request, build: Callable[[], Body]) -> Response:
     """The response for this URL (path and query): reused when fresh, without leaving the event
     loop; built, or its rebuild started, in a worker thread otherwise."""
     reuse: Reuse = request.app.state.reuse
-    key = f"{request.url.path}?{request.url.query}"
+    key = response_key(request.scope)
     body = reuse.fresh(key)
     if body is None:
         body = await run_in_threadpool(reuse.get, key, build)

@@ -14,6 +14,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cache import GZIP_MIN_BYTES, Body, Reuse, response_key
 from api.errors import problem
 
 
@@ -52,6 +53,8 @@ class RateLimitMiddleware:
         self.app = app
         self.limiter = limiter
         self.exempt = exempt
+        self.limit = str(limiter.limit)
+        self.policy = f"{limiter.limit};w={int(limiter.window_s)}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt):
@@ -61,10 +64,10 @@ class RateLimitMiddleware:
         allowed, remaining, wait = self.limiter.take(client)
         reset = max(1, math.ceil(wait)) if not allowed else math.ceil(wait)
         headers = {
-            "RateLimit-Limit": str(self.limiter.limit),
+            "RateLimit-Limit": self.limit,
             "RateLimit-Remaining": str(remaining),
             "RateLimit-Reset": str(reset),
-            "RateLimit-Policy": f"{self.limiter.limit};w={int(self.limiter.window_s)}",
+            "RateLimit-Policy": self.policy,
         }
         if not allowed:
             response: Response = problem(
@@ -77,14 +80,98 @@ class RateLimitMiddleware:
             await response(scope, receive, send)
             return
 
+        # Appended raw: the app never sets these names, and MutableHeaders.update scans the
+        # whole list once per header.
+        added = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                raw = MutableHeaders(raw=list(message.get("headers", [])))
-                raw.update(headers)
-                message["headers"] = raw.raw
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HeadAsGet:
+    """HEAD answered like GET without the body (RFC 9110 §9.3.2): ``curl -I``, link checkers
+    and uptime monitors get the status and headers (Content-Length, ETag) GET would give.
+
+    FastAPI routes declare GET only and would answer HEAD with 405; this outermost layer hands
+    the app a GET and drops the body on the way out."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headless(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
+
+
+class ReusedResponses:
+    """Answers a GET whose response :mod:`api.cache` holds (fresh, or stale while one
+    background rebuild runs), before gzip, routing, dependency resolution and validation: the
+    entry exists only because that exact path and query passed them. Placed inside the rate
+    limit and CORS, which apply as to any request.
+
+    What it sends is what :meth:`api.cache.Body.response` and :class:`CachingMiddleware` would
+    have (the ETag of the encoding sent, 304 on a match, ``Vary``, a public max-age), written
+    as raw headers: a crowd of small requests is mostly per-request overhead."""
+
+    def __init__(self, app: ASGIApp, reuse: Reuse, max_age_s: int = 60) -> None:
+        self.app = app
+        self.reuse = reuse
+        self.cache_control = f"public, max-age={max_age_s}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        body = self.reuse.serve(response_key(scope))
+        if not isinstance(body, Body):
+            await self.app(scope, receive, send)
+            return
+        accepts = if_none_match = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":  # private responses: the long way
+                await self.app(scope, receive, send)
+                return
+            if name == b"accept-encoding":
+                accepts = value
+            elif name == b"if-none-match":
+                if_none_match = value
+        encoded = len(body.content) >= GZIP_MIN_BYTES and b"gzip" in accepts
+        if encoded and body.gzipped is None:  # compressed once, in a worker thread: the long way
+            await self.app(scope, receive, send)
+            return
+        etag = (body.etag[:-1] + '-gz"' if encoded else body.etag).encode()
+        headers = [
+            (b"etag", etag),
+            (b"vary", b"Accept-Encoding"),
+            (b"cache-control", self.cache_control),
+        ]
+        if etag in [t.strip() for t in if_none_match.split(b",")]:
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        content = body.gzipped if encoded and body.gzipped is not None else body.content
+        headers += [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", body.raw_media_type),
+        ]
+        if encoded:
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
 
 class CachingMiddleware:

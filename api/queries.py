@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Query
 
@@ -125,6 +126,10 @@ def site_filter(
     return SiteFilter(box, centre, radius, district, code)
 
 
+DEFAULT_PAGE = 100
+MAX_PAGE = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     limit: int
@@ -135,12 +140,38 @@ class Page:
         start = (self.page - 1) * self.limit
         return rows[start : start + self.limit]
 
+    def links(self, path: str, query: str, found: int) -> dict[str, Any]:
+        """``meta`` fields that let a client walk every page: the page count and relative links
+        to the next and previous pages (relative: the same bytes are served whatever the Host)."""
+        pages = max(1, math.ceil(found / self.limit))
+
+        def to(page: int) -> str:
+            kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "page"]
+            return f"{path}?{urlencode([*kept, ('page', str(page))])}"
+
+        return {
+            "pages": pages,
+            "next": to(self.page + 1) if self.page < pages else None,
+            "previous": to(min(self.page - 1, pages)) if self.page > 1 else None,
+        }
+
 
 def page_params(
-    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size.")] = 1000,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_PAGE,
+            description=f"Page size, at most {MAX_PAGE:,}. Default: {DEFAULT_PAGE} (GeoJSON; "
+            "`meta.found` is the total, `meta.next` links the next page), or every matching "
+            "row up to the maximum (CSV download).",
+        ),
+    ] = None,
     page: Annotated[int, Query(ge=1, le=100_000, description="Page number, from 1.")] = 1,
     format: Annotated[
         Literal["geojson", "csv"], Query(description="GeoJSON (default) or CSV download.")
     ] = "geojson",
 ) -> Page:
+    if limit is None:
+        limit = DEFAULT_PAGE if format == "geojson" else MAX_PAGE
     return Page(limit, page, format)

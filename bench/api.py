@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,7 +91,15 @@ POLLUTANTS = (
 LIMITS = (("so2", 35.0), ("nox", 50.0), ("pm", 10.0))
 INDUSTRIES = ("thermal_power", "steel", "cement", "chemical", "other")
 
-TARGETS_MS = {"stations": 50.0, "enterprises": 50.0, "series_year": 100.0, "map": 200.0}
+TARGETS_MS = {
+    "stations": 50.0,
+    "enterprises": 50.0,
+    "series_year": 100.0,
+    "series_year_columns": 100.0,
+    "map": 200.0,
+}
+# Loaded again with this many API (and do-nothing) worker processes: ``sunlight api --workers``.
+MORE_WORKERS = 2
 TARGET_MAP_RENDER_S = 2.0
 TARGET_RATIO = 0.5
 
@@ -494,14 +502,17 @@ def _server(
             proc.wait()
 
 
-def serve_baseline(port: int, payloads: Path) -> None:
+BASELINE_PAYLOADS = "BENCH_API_BASELINE_PAYLOADS"
+
+
+def baseline_app() -> Any:
     """The ceiling: FastAPI answering constant bodies (``/nothing/<name>`` serves the file
-    ``<name>`` of ``payloads``: the very bytes an API endpoint answered), with uvicorn run as
-    ``sunlight api`` runs it."""
-    import uvicorn
+    ``<name>`` of the directory named by ``$BENCH_API_BASELINE_PAYLOADS``: the very bytes an API
+    endpoint answered)."""
     from fastapi import FastAPI
     from fastapi.responses import Response
 
+    payloads = Path(os.environ[BASELINE_PAYLOADS])
     bodies = {p.name: p.read_bytes() for p in payloads.iterdir()}
     app = FastAPI()
 
@@ -509,7 +520,37 @@ def serve_baseline(port: int, payloads: Path) -> None:
     def nothing(name: str) -> Response:
         return Response(bodies[name], media_type="application/json")
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return app
+
+
+def serve_baseline(port: int, payloads: Path, workers: int = 1) -> None:
+    """The do-nothing app, with uvicorn run as ``sunlight api --workers N`` runs it."""
+    import uvicorn
+
+    os.environ[BASELINE_PAYLOADS] = str(payloads)
+    if workers == 1:
+        uvicorn.run(baseline_app(), host="127.0.0.1", port=port, log_level="warning")
+    else:
+        uvicorn.run(
+            "bench.api:baseline_app",
+            factory=True,
+            workers=workers,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+
+
+def _warm(url: str, timeout_s: float = 180.0) -> None:
+    """Until ``url`` answers 8 times in a row within 100 ms, each on a new connection: with
+    several workers each builds its own reused responses, and a build under load is not what
+    is measured."""
+    deadline = time.monotonic() + timeout_s
+    fast = 0
+    while fast < 8 and time.monotonic() < deadline:
+        t0 = time.monotonic()
+        httpx.get(url, timeout=timeout_s, headers={"accept-encoding": "identity"})
+        fast = fast + 1 if time.monotonic() - t0 < 0.1 else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,6 +726,9 @@ ORDER = (
     ("series_year", None),
     ("series_year_uncached", None),
     ("baseline_series_year", "series_year"),
+    # The same year as the compact representation a chart asks for (format=columns).
+    ("series_year_columns", None),
+    ("baseline_series_year_columns", "series_year_columns"),
     ("raw_day", None),
     ("map", None),
     ("baseline_map", "map"),
@@ -692,6 +736,14 @@ ORDER = (
     ("stations_gzip", None),
     ("map_gzip", None),
     ("baseline_stations_again", "stations"),
+)
+# Then with MORE_WORKERS processes each (names suffixed ``_workers2``).
+ORDER_WORKERS = (
+    ("baseline_stations", "stations"),
+    ("stations", None),
+    ("enterprises", None),
+    ("series_year_columns", None),
+    ("map", None),
 )
 
 
@@ -759,6 +811,7 @@ def run(
             "series_year": [year_of(s) for s in year_sites],
             # Every request another year (shifted by hours): none is answered from the cache.
             "series_year_uncached": [year_of(s, h) for h in range(1, 2001) for s in year_sites],
+            "series_year_columns": [year_of(s) + "&format=columns" for s in year_sites],
             "raw_day": [f"/api/v1/sites/{s}/readings?pollutant=pm25" for s in minute_sites],
             "map": ["/map"],
         }
@@ -772,7 +825,8 @@ def run(
         }
         port = api.rsplit(":", 1)[1]
         api_cmd = [sys.executable, "-m", "sunlight", "api", "--host", "127.0.0.1", "--port", port]
-        with _server(api_cmd, env, f"{api}/healthz"), tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as api_stack:
+            api_stack.enter_context(_server(api_cmd, env, f"{api}/healthz"))
             # The first request of each: what a cold cache (or an uncached deployment) costs.
             for name, ps in paths.items():
                 if name.endswith("_gzip"):
@@ -800,34 +854,51 @@ def run(
                 *(sys.executable, "-m", "bench.api", "--serve-baseline"),
                 *(baseline.rsplit(":", 1)[1], tmp),
             ]
-            with _server(base_cmd, {}, f"{baseline}/nothing/stations"):
-                for name, twin in ORDER:
+
+            def load_in_turn(order: tuple[tuple[str, str | None], ...], suffix: str) -> None:
+                """Each scenario of ``order`` in turn; a do-nothing one serves its twin's bytes."""
+                for name, twin in order:
                     settled = _settle(f"{api}/healthz")
+                    key = name + suffix
                     if twin is not None:
                         figures = load(
                             baseline, [f"/nothing/{twin}"], connections, duration_s, generator
                         )
-                        scenarios[name] = {
+                        scenarios[key] = {
                             "path": f"/nothing/{twin} (do-nothing app, same bytes as {twin})",
                             "body_bytes": scenarios[twin]["body_bytes"],
                             **figures,
                         }
                     else:
                         zipped = name.endswith("_gzip")
-                        scenarios.setdefault(name, {"path": paths[name][0] + " (gzip)"})
-                        scenarios[name].update(
+                        scenarios.setdefault(key, {"path": paths[name][0] + (" (gzip)" * zipped)})
+                        scenarios[key].update(
                             load(api, paths[name], connections, duration_s, generator, gzip=zipped)
                         )
-                    f = scenarios[name]
+                    f = scenarios[key]
                     f["settle_s"] = round(settled, 1)
                     print(
-                        f"{name}: {f['rps']:.0f} req/s, p50 {f['p50_ms']:.1f} ms,"
+                        f"{key}: {f['rps']:.0f} req/s, p50 {f['p50_ms']:.1f} ms,"
                         f" p99 {f['p99_ms']:.1f} ms",
                         file=sys.stderr,
                     )
+
+            with _server(base_cmd, {}, f"{baseline}/nothing/stations"):
+                load_in_turn(ORDER, "")
             if browser_runs:
                 _settle(f"{api}/healthz")
                 result["map_render"] = render_map(f"{api}/map", browser_runs)
+            api_stack.close()
+            # Again with several worker processes, the do-nothing app likewise.
+            more = ["--workers", str(MORE_WORKERS)]
+            with (
+                _server([*api_cmd, *more], env, f"{api}/healthz"),
+                _server([*base_cmd, str(MORE_WORKERS)], {}, f"{baseline}/nothing/stations"),
+            ):
+                for name, twin in ORDER_WORKERS:
+                    if twin is None:
+                        _warm(api + paths[name][0])
+                load_in_turn(ORDER_WORKERS, f"_workers{MORE_WORKERS}")
     finally:
         if cluster is not None:
             cluster.destroy()
@@ -840,7 +911,15 @@ def run(
         scenarios["series_year"]["rps"] / scenarios["baseline_series_year"]["rps"]
     )
     result["ratio_map_to_baseline"] = scenarios["map"]["rps"] / scenarios["baseline_map"]["rps"]
+    w = f"_workers{MORE_WORKERS}"
+    result[f"ratio_stations_to_baseline{w}"] = (
+        scenarios[f"stations{w}"]["rps"] / scenarios[f"baseline_stations{w}"]["rps"]
+    )
     met = {name: scenarios[name]["p99_ms"] <= target for name, target in TARGETS_MS.items()}
+    for name, twin in ORDER_WORKERS:
+        if twin is None:
+            met[name + w] = scenarios[name + w]["p99_ms"] <= TARGETS_MS[name]
+    met[f"ratio{w}"] = result[f"ratio_stations_to_baseline{w}"] >= TARGET_RATIO
     met["enterprises_all"] = scenarios["enterprises_all"]["p99_ms"] <= TARGETS_MS["enterprises"]
     met["ratio"] = result["ratio_stations_to_baseline"] >= TARGET_RATIO
     if "median_s" in result.get("map_render", {}):
@@ -860,8 +939,9 @@ def _print(result: dict[str, Any]) -> None:
             if key in f:
                 print(f"{name}_{key}: {f[key]:.1f}")
         print(f"{name}_errors: {f['errors'] + f['non2xx']}")
-    for key in ("stations", "series_year", "map"):
-        print(f"ratio_{key}_to_baseline: {result[f'ratio_{key}_to_baseline']:.3f}")
+    for key in ("stations", "series_year", "map", f"stations_to_baseline_workers{MORE_WORKERS}"):
+        name = key if "_to_" in key else f"{key}_to_baseline"
+        print(f"ratio_{name}: {result[f'ratio_{name}']:.3f}")
     render = result.get("map_render", {})
     if "median_s" in render:
         print(f"map_render_median_s: {render['median_s']:.3f}")
@@ -886,11 +966,12 @@ def main() -> None:
         help="a database this benchmark already filled (no generation)",
     )
     parser.add_argument(
-        "--serve-baseline", nargs=2, metavar=("PORT", "PAYLOAD"), help=argparse.SUPPRESS
+        "--serve-baseline", nargs="+", metavar="PORT PAYLOAD [WORKERS]", help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.serve_baseline:
-        serve_baseline(int(args.serve_baseline[0]), Path(args.serve_baseline[1]))
+        port, payloads, *workers = args.serve_baseline
+        serve_baseline(int(port), Path(payloads), int(workers[0]) if workers else 1)
         return
     vol = Volume.smoke() if args.smoke else Volume(scale=args.scale)
     generator = args.generator or ("python" if args.smoke or not shutil.which("wrk") else "wrk")

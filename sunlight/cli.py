@@ -141,7 +141,20 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    workers = settings.api_workers if args.workers is None else args.workers
+    level = settings.log_level.lower()
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=level)
+    else:
+        # Worker processes import the app themselves and read the same SUNLIGHT_* settings.
+        uvicorn.run(
+            "api.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=level,
+        )
     return 0
 
 
@@ -296,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the public API and map")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
+    api.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        default=None,
+        help="worker processes (default SUNLIGHT_API_WORKERS, 1); about one per core",
+    )
     api.set_defaults(func=cmd_api)
 
     aqi = sub.add_parser(

@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API worker processes sharing the port (about one per core). Each keeps "
+        "its own response reuse and rate-limit counts: a client spreading requests over many "
+        "connections may get up to this many times the per-minute limit.",
+    )
     public_base_url: str | None = Field(
         default=None, description="Public URL of the API, used in links; defaults to host:port."
     )

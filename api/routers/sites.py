@@ -39,6 +39,47 @@ class Interval(StrEnum):
     day = "day"
 
 
+class SeriesFormat(StrEnum):
+    objects = "objects"
+    columns = "columns"
+
+
+# What each point of a series carries, in order (store.sites' rows, shaped below).
+SERIES_FIELDS: dict[Interval, tuple[str, ...]] = {
+    Interval.raw: ("time", "value", "unit", "flag", "period"),
+    Interval.hour: (
+        "time",
+        "mean",
+        "min",
+        "max",
+        "mean_all",
+        "n",
+        "n_valid",
+        "unit",
+        "source_period",
+        "flags",
+        "expected",
+    ),
+    Interval.day: ("time", "mean", "valid_hours", "expected_hours", "valid", "flags", "unit"),
+}
+
+
+def _series_fields(interval: Interval, fields: str | None) -> tuple[str, ...]:
+    """The fields asked for, in the series' own order, ``time`` first; unknown names are the
+    client's error, named."""
+    known = SERIES_FIELDS[interval]
+    if fields is None:
+        return known
+    asked = {f.strip() for f in fields.split(",") if f.strip()}
+    unknown = sorted(asked - set(known))
+    if unknown:
+        raise ValidationError(
+            f"fields: {', '.join(unknown)} not in a {interval.value} series"
+            f" (one of {', '.join(known)})"
+        )
+    return tuple(f for f in known if f == "time" or f in asked)
+
+
 @router.get(
     "/stations",
     summary="Ambient air stations with their latest values (GeoJSON)",
@@ -52,8 +93,11 @@ async def list_stations(
     def build() -> Body:
         rows = [r for r in all_station_rows(request) if where.keep(r)]
         features = [point_feature(r, kind="station") for r in paging.slice(rows)]
+        links = paging.links(request.url.path, request.url.query, len(rows))
         return json_body(
-            feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+            feature_collection(
+                features, found=len(rows), page=paging.page, limit=paging.limit, **links
+            )
         )
 
     if paging.format == "csv":
@@ -75,8 +119,11 @@ async def list_enterprises(
     def build() -> Body:
         rows = [r for r in all_enterprise_rows(request) if where.keep(r)]
         features = [point_feature(r, kind="enterprise") for r in paging.slice(rows)]
+        links = paging.links(request.url.path, request.url.query, len(rows))
         return json_body(
-            feature_collection(features, found=len(rows), page=paging.page, limit=paging.limit)
+            feature_collection(
+                features, found=len(rows), page=paging.page, limit=paging.limit, **links
+            )
         )
 
     if paging.format == "csv":
@@ -396,8 +443,29 @@ async def site_readings(
         ),
     ] = Interval.raw,
     limit: Annotated[int, Query(ge=1, le=50_000, description="Most points returned.")] = 10_000,
+    format: Annotated[
+        SeriesFormat,
+        Query(
+            description="'objects' (default): `data` is a list of points, one object each. "
+            "'columns': `columns` maps each field to an array, one entry per point in time "
+            "order (`columns.time[i]` is the time of `columns.mean[i]`): the same values in "
+            "about half the bytes, for charts and long series."
+        ),
+    ] = SeriesFormat.objects,
+    fields: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated fields each point carries (`time` always does); "
+            "default: all. raw: " + ", ".join(SERIES_FIELDS[Interval.raw]) + "; hour: "
+            "" + ", ".join(SERIES_FIELDS[Interval.hour]) + "; day: "
+            "" + ", ".join(SERIES_FIELDS[Interval.day]) + ".",
+            examples=["mean,n_valid"],
+            max_length=200,
+        ),
+    ] = None,
 ) -> Response:
     code = get_pollutant(pollutant).code
+    chosen = _series_fields(interval, fields)
     end_t = _parse_time(end, "end") or datetime.now(UTC)
     default_span = {
         Interval.raw: timedelta(days=1),
@@ -449,19 +517,31 @@ async def site_readings(
                 )[:limit]
                 for row in data:
                     row["flags"] = flags_from_mask(row.pop("flags_mask") or 0)
-        return json_body(
-            {
-                "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
-                "pollutant": code,
-                "interval": interval.value,
-                "start": jsonable(start_t),
-                "end": jsonable(end_t),
-                "count": len(data),
-                # Only each point's time needs converting: a generic walk of 8,760 rows
-                # costs as much as the query.
-                "data": [{**row, "time": iso(row["time"])} for row in data],
-                "meta": meta(),
+        document: dict[str, Any] = {
+            "site": {"id": site["id"], "kind": site["kind"], "name": site["name"]},
+            "pollutant": code,
+            "interval": interval.value,
+            "start": jsonable(start_t),
+            "end": jsonable(end_t),
+            "count": len(data),
+        }
+        # Only each point's time needs converting: a generic walk of 8,760 rows costs as much
+        # as the query.
+        if format is SeriesFormat.columns:
+            document["columns"] = {
+                name: [iso(row["time"]) for row in data]
+                if name == "time"
+                else [row[name] for row in data]
+                for name in chosen
             }
-        )
+        elif chosen == SERIES_FIELDS[interval]:
+            document["data"] = [{**row, "time": iso(row["time"])} for row in data]
+        else:
+            document["data"] = [
+                {name: iso(row["time"]) if name == "time" else row[name] for name in chosen}
+                for row in data
+            ]
+        document["meta"] = meta()
+        return json_body(document)
 
     return await respond(request, build)
