@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(settings.database_url, application="sunlight-api")
+        # Everything alive now (modules, routes, schemas: ~130,000 objects) lives as long as
+        # the process: frozen, the cyclic collector's full passes, which stop the event loop,
+        # stop walking it again each time rebuilt lists add enough objects to set one off
+        # (0.4–0.8 s per pass on the loaded benchmark machine, 0 once frozen).
+        gc.freeze()
         try:
             yield
         finally:

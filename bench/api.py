@@ -734,6 +734,7 @@ ORDER = (
     ("baseline_map", "map"),
     # What browsers get: the same bodies gzip-encoded (compressed once, when built).
     ("stations_gzip", None),
+    ("series_year_columns_gzip", None),
     ("map_gzip", None),
     ("baseline_stations_again", "stations"),
 )
@@ -817,6 +818,7 @@ def run(
         }
         paths["stations_gzip"] = paths["stations"]
         paths["map_gzip"] = paths["map"]
+        paths["series_year_columns_gzip"] = paths["series_year_columns"]
         env = {
             "SUNLIGHT_DATABASE_URL": url,
             # For the benchmark only: 64 clients from one address would otherwise be throttled.

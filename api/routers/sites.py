@@ -449,7 +449,7 @@ async def site_readings(
             description="'objects' (default): `data` is a list of points, one object each. "
             "'columns': `columns` maps each field to an array, one entry per point in time "
             "order (`columns.time[i]` is the time of `columns.mean[i]`): the same values in "
-            "about half the bytes, for charts and long series."
+            "under 60 % of the bytes, for charts and long series."
         ),
     ] = SeriesFormat.objects,
     fields: Annotated[
