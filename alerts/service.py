@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from alerts.dispatch import Dispatcher
 from alerts.judge import HOUR, judge_day, judge_hour
-from alerts.lifecycle import apply_outcome, check_gaps, remind_and_escalate
+from alerts.lifecycle import apply_outcomes, check_gaps, remind_and_escalate
 from alerts.reports import run as run_reports
 from alerts.subscriptions import Subscribers
 from domain.offsets import parse_utc_offset
@@ -66,16 +66,14 @@ class Engine:
                         through = latest_end - timedelta(hours=self.settings.alerts_backfill_hours)
                     if through + HOUR > latest_end:
                         break
-                    for outcome in judge_hour(conn, through):
-                        apply_outcome(conn, outcome, reopen_within=reopen)
+                    apply_outcomes(conn, judge_hour(conn, through), reopen_within=reopen)
                     store.set_done_through(conn, HOUR_JOB, through + HOUR)
                     judged += 1
             with conn.transaction():
                 through = store.done_through(conn, HOUR_JOB)
                 if through is not None:
                     for hour in store.take_rejudge_hours(conn, through):
-                        for outcome in judge_hour(conn, hour):
-                            apply_outcome(conn, outcome, reopen_within=reopen)
+                        apply_outcomes(conn, judge_hour(conn, hour), reopen_within=reopen)
         return judged
 
     def _day_start(self, t: datetime) -> datetime:
@@ -99,8 +97,7 @@ class Engine:
                     end = through + timedelta(days=1)
                     if end > latest_end:
                         break
-                    for outcome in judge_day(conn, through, end):
-                        apply_outcome(conn, outcome, reopen_within=reopen)
+                    apply_outcomes(conn, judge_day(conn, through, end), reopen_within=reopen)
                     store.set_done_through(conn, DAY_JOB, end)
                     judged += 1
         return judged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -114,12 +115,22 @@ def reopen_episode(
 
 def channels_of(conn: psycopg.Connection, regulator_id: str) -> dict[str, Any]:
     """The office's configured channels: {"webhook": {...}, "email": [...], "mqtt": True}."""
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute("select notify from regulators where id = %s", (regulator_id,))
-        .fetchone()
+    return channels_of_offices(conn, [regulator_id])[regulator_id]
+
+
+def channels_of_offices(
+    conn: psycopg.Connection, regulator_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``channels_of`` of several offices in one query, by office id."""
+    wanted = sorted(set(regulator_ids))
+    rows = conn.cursor(row_factory=tuple_row).execute(
+        "select id, notify from regulators where id = any(%s)", (wanted,)
     )
-    notify: dict[str, Any] = (row[0] if row else None) or {}
+    notify: dict[str, dict[str, Any]] = {regulator_id: n or {} for regulator_id, n in rows}
+    return {regulator_id: _channels(notify.get(regulator_id, {})) for regulator_id in wanted}
+
+
+def _channels(notify: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if notify.get("webhook_url"):
         out["webhook"] = {"url": notify["webhook_url"], "secret": notify.get("webhook_secret")}
@@ -151,6 +162,207 @@ def queue_notifications(
             detail={"kind": kind, "seq": seq},
         )
     return count
+
+
+# Many episodes at once: what the hourly judge needs for thousands of outlets in one hour. Each
+# is one statement whatever the number of episodes, and keeps the order it is given (rows get
+# their ids in that order), so a batch leaves the same rows as the one-by-one functions above
+# called in the same order.
+
+EpisodeKey = tuple[str, str, str]  # (site, pollutant, period)
+
+
+def _keys(keys: Sequence[EpisodeKey]) -> tuple[list[str], list[str], list[str]]:
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+
+
+def live_episodes(
+    conn: psycopg.Connection, kind: str, keys: Sequence[EpisodeKey]
+) -> dict[EpisodeKey, Row]:
+    """``live_episode`` of many keys, locked in id order (as ``awaiting_acknowledgement``
+    locks them, so the two never wait on each other in a cycle)."""
+    if not keys:
+        return {}
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select * from episodes
+        where kind = %s and status <> 'resolved' and (site_id, pollutant, period) in
+            (select * from unnest(%s::text[], %s::text[], %s::text[]))
+        order by id for update
+        """,
+            (kind, *_keys(keys)),
+        )
+        .fetchall()
+    )
+    return {(r["site_id"], r["pollutant"], r["period"]): r for r in rows}
+
+
+def last_resolved_episodes(
+    conn: psycopg.Connection, kind: str, keys: Sequence[EpisodeKey]
+) -> dict[EpisodeKey, Row]:
+    """``last_resolved`` of many keys, locked in id order."""
+    if not keys:
+        return {}
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        select * from episodes
+        where status = 'resolved' and id in (
+            select distinct on (site_id, pollutant, period) id from episodes
+            where kind = %s and status = 'resolved' and (site_id, pollutant, period) in
+                (select * from unnest(%s::text[], %s::text[], %s::text[]))
+            order by site_id, pollutant, period, resolved_at desc)
+        order by id for update
+        """,
+            (kind, *_keys(keys)),
+        )
+        .fetchall()
+    )
+    return {(r["site_id"], r["pollutant"], r["period"]): r for r in rows}
+
+
+def insert_episodes(conn: psycopg.Connection, episodes: Sequence[Row]) -> list[int]:
+    """Open episodes (the fields of ``open_episode``), ids in the order given; their 'opened'
+    events are the caller's (``opened_detail``), so all events of a batch keep one order."""
+    if not episodes:
+        return []
+    columns = (
+        ("kind", "text"),
+        ("site_id", "text"),
+        ("pollutant", "text"),
+        ("period", "text"),
+        ("regulator_id", "text"),
+        ("severity", "text"),
+        ("first_start", "timestamptz"),
+        ("last_end", "timestamptz"),
+        ("hours", "integer"),
+        ("max_mean", "float8"),
+        ("limit_value", "float8"),
+    )
+    rows = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            """
+        insert into episodes (kind, site_id, pollutant, period, regulator_id, status, severity,
+            first_start, last_end, hours, max_mean, limit_value)
+        select kind, site_id, pollutant, period, regulator_id, 'open', severity, first_start,
+               last_end, hours, max_mean, limit_value
+        from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                    %s::timestamptz[], %s::timestamptz[], %s::integer[], %s::float8[],
+                    %s::float8[])
+            with ordinality as v(kind, site_id, pollutant, period, regulator_id, severity,
+                                 first_start, last_end, hours, max_mean, limit_value, n)
+        order by n
+        returning id, kind, site_id, pollutant, period
+        """,
+            [[e[name] for e in episodes] for name, _ in columns],
+        )
+        .fetchall()
+    )
+    # A new episode is live, and a live episode is one per key (episodes_one_live).
+    ids = {(kind, site, pol, period): int(i) for i, kind, site, pol, period in rows}
+    return [ids[(e["kind"], e["site_id"], e["pollutant"], e["period"])] for e in episodes]
+
+
+def opened_detail(fields: Row) -> dict[str, Any]:
+    """The detail of an episode's 'opened' event: the fields it was opened with."""
+    return _jsonable(fields)
+
+
+def extend_episodes(
+    conn: psycopg.Connection,
+    changes: Sequence[tuple[int, datetime, float | None, str | None]],
+) -> None:
+    """``extend_episode`` of many episodes: (id, end, mean, severity); events are the caller's."""
+    if not changes:
+        return
+    conn.execute(
+        """
+        update episodes e set last_end = greatest(e.last_end, v.last_end), hours = e.hours + 1,
+            max_mean = greatest(e.max_mean, v.mean), severity = coalesce(v.severity, e.severity)
+        from unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::text[])
+            as v(id, last_end, mean, severity)
+        where e.id = v.id
+        """,
+        [list(column) for column in zip(*changes, strict=True)],
+    )
+
+
+def reopen_episodes(
+    conn: psycopg.Connection, changes: Sequence[tuple[int, datetime, float | None]]
+) -> None:
+    """``reopen_episode`` of many episodes: (id, end, mean); events are the caller's."""
+    if not changes:
+        return
+    conn.execute(
+        """
+        update episodes e set status = 'open', resolved_at = null, acknowledged_at = null,
+            reopened = e.reopened + 1, last_end = greatest(e.last_end, v.last_end),
+            hours = e.hours + 1, max_mean = greatest(e.max_mean, v.mean)
+        from unnest(%s::bigint[], %s::timestamptz[], %s::float8[]) as v(id, last_end, mean)
+        where e.id = v.id
+        """,
+        [list(column) for column in zip(*changes, strict=True)],
+    )
+
+
+def insert_notifications(
+    conn: psycopg.Connection, wanted: Sequence[tuple[int, str, str, int]]
+) -> list[int]:
+    """The outbox rows of ``queue_notifications`` for many (episode id, office, kind, seq), in
+    the order given; returns how many rows each one added (0 for a repeat). The
+    'notification_queued' events are the caller's."""
+    if not wanted:
+        return []
+    channels = channels_of_offices(conn, [office for _, office, _, _ in wanted])
+    rows = [
+        (episode_id, office, kind, seq, channel)
+        for episode_id, office, kind, seq in wanted
+        for channel in channels[office]
+    ]
+    added: Counter[tuple[int, str, str, int]] = Counter()
+    if rows:
+        cur = conn.cursor(row_factory=tuple_row).execute(
+            """
+            insert into notifications (episode_id, regulator_id, kind, seq, channel)
+            select episode_id, regulator_id, kind, seq, channel
+            from unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], %s::text[])
+                with ordinality as v(episode_id, regulator_id, kind, seq, channel, n)
+            order by n
+            on conflict do nothing
+            returning episode_id, regulator_id, kind, seq
+            """,
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        added.update((int(e), office, kind, int(seq)) for e, office, kind, seq in cur)
+    return [added[w] for w in wanted]
+
+
+def add_events(
+    conn: psycopg.Connection,
+    events: Sequence[tuple[int, str, str | None, dict[str, Any]]],
+) -> None:
+    """``add_event`` of many system events (episode id, kind, office, detail), in that order."""
+    if not events:
+        return
+    conn.execute(
+        """
+        insert into episode_events (episode_id, kind, actor, regulator_id, note, detail)
+        select episode_id, kind, 'system', regulator_id, null, detail
+        from unnest(%s::bigint[], %s::text[], %s::text[], %s::jsonb[])
+            with ordinality as v(episode_id, kind, regulator_id, detail, n)
+        order by n
+        """,
+        (
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [e[2] for e in events],
+            [Jsonb(e[3]) for e in events],
+        ),
+    )
 
 
 def due_notifications(conn: psycopg.Connection, now: datetime, limit: int = 100) -> list[Row]:
