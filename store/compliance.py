@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import tuple_row
 
 from store.schema import StorageMode, storage_mode
@@ -74,39 +75,42 @@ class MinuteCounts:
 
 
 # Plain PostgreSQL (one row per device and minute): each value meets its device's O2 in the
-# same row. The inner query groups by flag and by whether that O2 is valid, so each expression
-# is computed once per value and no aggregate there needs a filter; the outer one adds the
-# groups up per site. Driven device by device through the primary key (offset 0 keeps the
-# subquery per device), so an hour costs the same whatever the history stored: the key leads
-# with the device, and a scan by time alone would read every stored row.
+# same row. Device by device through the primary key (device, period, time), so an hour costs
+# the same whatever the history stored: the key leads with the device, and a scan by time alone
+# would read every stored row. Each device's minutes are first grouped whole, by their codes,
+# their flags and whether the O2 is correctable, summing the values position by position
+# ({sums}: one sum per position an array can have): a device's hour is a handful of such groups
+# (mostly every flag N), so no value is unnested and no aggregate filtered per value. The outer
+# query then reads each wanted pollutant's flag and sum off its position in the group.
 _MINUTE_COUNTS_WIDE = """
     select d.site_id, c.pollutant, sum(g.n)::integer,
-           coalesce(sum(g.n) filter (where g.flag = 'F'), 0)::integer,
-           coalesce(sum(g.n) filter (where g.flag = 'N'), 0)::integer,
-           sum(g.value_sum) filter (where g.flag = 'N'),
-           coalesce(sum(g.n) filter (where g.flag = 'N' and g.o2_ok), 0)::integer,
-           sum(g.value_sum) filter (where g.flag = 'N' and g.o2_ok),
-           sum(g.o2_sum) filter (where g.flag = 'N' and g.o2_ok)
-    from (
-        select r.device_key, u.code, substr(r.flags, u.i::integer, 1) as flag,
-               coalesce(substr(r.flags, r.o2, 1) = 'N' and r.vals[r.o2] < %(max_o2)s, false)
-                   as o2_ok,
-               count(*) as n, sum(u.value) as value_sum, sum(r.vals[r.o2]) as o2_sum
-        from devices dk
-        cross join lateral (
-            select r.device_key, r.codes, r.vals, r.flags,
-                   array_position(r.codes, %(o2_code)s::smallint) as o2
-            from reading_rows r
-            where r.device_key = dk.key and r.period = 'minute'
-              and r.time >= %(start)s and r.time < %(end)s
-            offset 0
-        ) r
-        cross join lateral unnest(r.codes, r.vals) with ordinality as u(code, value, i)
-        where u.code = any(%(codes)s::smallint[])
-        group by 1, 2, 3, 4
+           coalesce(sum(g.n) filter (where x.flag = 'F'), 0)::integer,
+           coalesce(sum(g.n) filter (where x.flag = 'N'), 0)::integer,
+           sum(x.value_sum) filter (where x.flag = 'N'),
+           coalesce(sum(g.n) filter (where x.flag = 'N' and x.o2_ok), 0)::integer,
+           sum(x.value_sum) filter (where x.flag = 'N' and x.o2_ok),
+           sum(x.o2_sum) filter (where x.flag = 'N' and x.o2_ok),
+           bool_or(cardinality(g.codes) > %(positions)s)
+    from devices d
+    cross join lateral (
+        select r.codes, r.flags,
+               coalesce(r.vals[array_position(r.codes, %(o2_code)s::smallint)] < %(max_o2)s, false)
+                   as o2_low,
+               count(*) as n, array[{sums}] as sums
+        from reading_rows r
+        where r.device_key = d.key and r.period = 'minute'
+          and r.time >= %(start)s and r.time < %(end)s
+        group by 1, 2, 3
     ) g
-    join devices d on d.key = g.device_key
-    join reading_codes c on c.id = g.code
+    cross join lateral (select array_position(g.codes, %(o2_code)s::smallint) as i) o2
+    cross join lateral unnest(g.codes) with ordinality as u(code, i)
+    cross join lateral (
+        select substr(g.flags, u.i::integer, 1) as flag, g.sums[u.i] as value_sum,
+               coalesce(substr(g.flags, o2.i, 1) = 'N' and g.o2_low, false) as o2_ok,
+               g.sums[o2.i] as o2_sum
+    ) x
+    join reading_codes c on c.id = u.code
+    where u.code = any(%(codes)s::smallint[])
     group by d.site_id, c.pollutant
 """
 
@@ -153,20 +157,30 @@ def minute_counts(
         "max_o2": max_o2,
     }
     if storage_mode(conn) is StorageMode.POSTGRES:
-        codes = cur.execute(
-            "select id, pollutant from reading_codes where pollutant = any(%s)",
-            ([*pollutants, "o2"],),
-        ).fetchall()
+        codes = cur.execute("select id, pollutant from reading_codes").fetchall()
+        if not codes:
+            return {}  # no reading stored yet: every row's codes are reading_codes
         o2_codes = [i for i, pol in codes if pol == "o2"]
         if len(o2_codes) <= 1:  # O2 has one unit (%); otherwise pair them as the view does
-            params["codes"] = [i for i, pol in codes if pol != "o2"]
+            # A row holds each code at most once, so at most as many values as there are codes;
+            # the last column says whether any row held more (then the general query below).
+            positions = len(codes)
+            params["positions"] = positions
+            params["codes"] = [i for i, pol in codes if pol in pollutants]
             params["o2_code"] = o2_codes[0] if o2_codes else None
+            sums = sql.SQL(", ").join(
+                sql.SQL("sum(r.vals[{}])").format(sql.Literal(p)) for p in range(1, positions + 1)
+            )
             # Per-device plans: JIT compiling costs more than it saves here, and caching
-            # unnest results by row (memoize) never hits.
-            cur.execute("set local jit = off")
-            cur.execute("set local enable_memoize = off")
-            rows = cur.execute(_MINUTE_COUNTS_WIDE, params)
-            return {(site, pol): MinuteCounts(*figures) for site, pol, *figures in rows}
+            # per-device results by row (memoize) never hits. The groups of every site and
+            # pollutant (a few tens of thousands) are added up in memory, not on disk.
+            cur.execute(
+                "select set_config('jit', 'off', true), set_config('enable_memoize', 'off', true),"
+                " set_config('work_mem', '64MB', true)"
+            )
+            wide = cur.execute(sql.SQL(_MINUTE_COUNTS_WIDE).format(sums=sums), params).fetchall()
+            if not any(row[-1] for row in wide):
+                return {(site, pol): MinuteCounts(*figures) for site, pol, *figures, _ in wide}
     rows = cur.execute(_MINUTE_COUNTS_NARROW, params)
     return {(site, pol): MinuteCounts(*figures) for site, pol, *figures in rows}
 
