@@ -6,8 +6,8 @@ recorded, compliant ones too, so the public record shows every hour, not only vi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 
@@ -28,8 +28,10 @@ from store.compliance import MinuteCounts, Rule
 HOUR = timedelta(hours=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """A rule's judgement of one hour or day, and what it replaced (a NamedTuple, as
+    ``store.compliance.Rule``: tens of thousands an hour)."""
+
     rule: Rule
     start: datetime
     end: datetime

@@ -68,7 +68,13 @@ def _changed(outcome: Outcome) -> bool:
 
 def _apply(conn: psycopg.Connection, outcomes: list[Outcome], reopen_within: timedelta) -> None:
     """``apply_outcomes`` of outcomes about distinct episodes."""
-    relevant = [o for o in outcomes if _counted(o) or _changed(o)]
+    # Most outcomes of an hour are neither an exceedance nor replace one: skipped at once.
+    relevant = [
+        o
+        for o in outcomes
+        if (o.judgement.verdict is Verdict.EXCEEDANCE or o.previous == Verdict.EXCEEDANCE.value)
+        and (_counted(o) or _changed(o))
+    ]
     if not relevant:
         return
     live = store.live_episodes(conn, EXCEEDANCE, [_key(o) for o in relevant])

@@ -4,9 +4,8 @@ watermarks and the re-judge queue."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -15,9 +14,11 @@ from psycopg.rows import tuple_row
 from store.schema import StorageMode, storage_mode
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One limit to judge at one site: a permit limit of an outlet, or a station's GB 3095 limit."""
+class Rule(NamedTuple):
+    """One limit to judge at one site: a permit limit of an outlet, or a station's GB 3095 limit.
+
+    Immutable like a frozen dataclass, and built several times faster: an hour of a city makes
+    tens of thousands (as do ``MinuteCounts`` and ``alerts.judge.Outcome``)."""
 
     site_id: str
     site_kind: str  # gas | water | station
@@ -59,8 +60,7 @@ def stations(conn: psycopg.Connection) -> list[tuple[str, int, str]]:
 Key = tuple[str, str]  # (site id, pollutant)
 
 
-@dataclass(frozen=True, slots=True)
-class MinuteCounts:
+class MinuteCounts(NamedTuple):
     """One site's pollutant over one hour, aggregated in SQL: what HJ 75 judging needs of the
     minutes without fetching them. "Valid" is flag N; "valid with O2" also needs the device's
     O2 of the same minute valid (flag N) and correctable (below ``max_o2``)."""

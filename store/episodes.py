@@ -345,22 +345,24 @@ def add_events(
     conn: psycopg.Connection,
     events: Sequence[tuple[int, str, str | None, dict[str, Any]]],
 ) -> None:
-    """``add_event`` of many system events (episode id, kind, office, detail), in that order."""
+    """``add_event`` of many system events (episode id, kind, office, detail), in that order.
+    The details travel as one JSON document: one encoding instead of one per event."""
     if not events:
         return
     conn.execute(
         """
         insert into episode_events (episode_id, kind, actor, regulator_id, note, detail)
-        select episode_id, kind, 'system', regulator_id, null, detail
-        from unnest(%s::bigint[], %s::text[], %s::text[], %s::jsonb[])
-            with ordinality as v(episode_id, kind, regulator_id, detail, n)
+        select v.episode_id, v.kind, 'system', v.regulator_id, null, d.detail
+        from unnest(%s::bigint[], %s::text[], %s::text[])
+            with ordinality as v(episode_id, kind, regulator_id, n)
+        join jsonb_array_elements(%s::jsonb) with ordinality as d(detail, n) using (n)
         order by n
         """,
         (
             [e[0] for e in events],
             [e[1] for e in events],
             [e[2] for e in events],
-            [Jsonb(e[3]) for e in events],
+            Jsonb([e[3] for e in events]),
         ),
     )
 
