@@ -17,7 +17,10 @@ Phases, one stream definition for all of them:
 3. paced — the stream published at the target rate for the sustained window, while a probe
    device publishes a message every 100 ms and the bench polls PostgreSQL for it: the
    publish-to-queryable latency (p50/p99) under that load;
-4. shared — two ingestors on a ``$share`` subscription at full speed: the scaling factor.
+4. shared — two ingestors on a ``$share`` subscription at full speed: the scaling factor;
+5. prepare — in process, no broker or database: the ingestor's parse-and-validate step
+   (``ingest.batch.prepare_batch``) over the same stream's messages in batches of 2,000,
+   timed in CPU seconds of this process, so the figure holds steady on a shared machine.
 
 Results go to stdout and to ``bench/results/ingest-<label>.json``.
 """
@@ -305,10 +308,16 @@ def _null_subscriber(
 
 @contextmanager
 def ingestors(
-    count: int, url: str, broker: MosquittoServer, auth: BrokerAuth, logs: Path
+    count: int,
+    url: str,
+    broker: MosquittoServer,
+    auth: BrokerAuth,
+    logs: Path,
+    *,
+    pids: list[int] | None = None,
 ) -> Iterator[list[int]]:
     """``count`` ingestor processes (a shared subscription when more than one); yields their
-    metrics ports."""
+    metrics ports (and puts their process ids in ``pids``)."""
     procs, ports = [], []
     for n in range(count):
         port = free_port()
@@ -338,6 +347,8 @@ def ingestors(
             )
         )
         ports.append(port)
+        if pids is not None:
+            pids.append(procs[-1][0].pid)
     try:
         for (proc, _log), port in zip(procs, ports, strict=True):
 
@@ -358,6 +369,19 @@ def ingestors(
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux ``/proc``; NaN
+    elsewhere): CPU per reading holds steadier than readings/s on a shared machine."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def stored(ports: list[int]) -> int:
@@ -455,7 +479,9 @@ class Bench:
     def ingest(self, messages: int, ingestor_count: int, name: str) -> dict[str, float]:
         url = self.database(name)
         stream = self.stream()  # one clock reading: its minutes are the ones counted below
-        with ingestors(ingestor_count, url, self.broker, self.auth, self.logs) as ports:
+        pids: list[int] = []
+        with ingestors(ingestor_count, url, self.broker, self.auth, self.logs, pids=pids) as ports:
+            cpu_before = cpu_seconds(pids)
             samples: list[tuple[float, int]] = []
             stop = threading.Event()
 
@@ -479,6 +505,7 @@ class Bench:
             stop.set()
             sampler.join()
             final = stored(ports)
+            cpu = cpu_seconds(pids) - cpu_before
         steady = _steady_rate(samples, expected)
         if not steady > 0:  # too short to sample (smoke): the whole run's average
             steady = final / (ended - began)
@@ -489,6 +516,7 @@ class Bench:
             "readings_stored": final,
             "lost": max(expected - final, 0),
             "readings_per_s": steady,
+            "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
             "ingestors": ingestor_count,
             "publish_seconds": seconds,
         } | _database_counts(url, stream.start - timedelta(days=1))
@@ -533,6 +561,47 @@ class Bench:
             "latency_p99_ms": 1000 * _percentile(latencies, 0.99),
             "latency_max_ms": 1000 * latencies[-1] if latencies else float("nan"),
         } | _database_counts(url, stream.start - timedelta(days=1))
+
+
+def prepare_rate(stream: Stream, messages: int, batch: int = 2000) -> dict[str, float]:
+    """Readings/s (per CPU second of one core) that ``prepare_batch`` validates, over the
+    stream's JSON and HJ 212 messages together and each format alone; the best of three."""
+    from domain.pollutants import Medium
+    from ingest.batch import Message, prepare_batch
+    from ingest.devices import DeviceDirectory, DeviceInfo
+
+    directory = DeviceDirectory()
+    directory.install(
+        DeviceInfo(
+            id=device_id(d),
+            device_key=d + 1,
+            site_key=d + 1,
+            site_id=f"bench-out-{d:06d}",
+            medium=Medium.FLUE_GAS,
+            mn=device_mn(d),
+            hj212_password=PASSWORD,
+            tz_offset=timedelta(hours=8),
+        )
+        for d in range(stream.devices)
+    )
+    every = [Message(*stream.message(i)) for i in range(messages)]
+    figures: dict[str, float] = {"messages": messages}
+    for name, chosen in (
+        ("all", every),
+        ("json", [m for m in every if m.topic.endswith("/readings")]),
+        ("hj212", [m for m in every if m.topic.endswith("/hj212")]),
+    ):
+        best = 0.0
+        for _ in range(3):
+            began, readings = time.process_time(), 0
+            for i in range(0, len(chosen), batch):
+                prepared = prepare_batch(None, directory, chosen[i : i + batch], datetime.now(UTC))  # type: ignore[arg-type]
+                if prepared.letters:
+                    raise RuntimeError(f"bench message refused: {prepared.letters[0]}")
+                readings += len(prepared.rows)
+            best = max(best, readings / max(time.process_time() - began, 1e-9))
+        figures[f"{name}_readings_per_cpu_s"] = best
+    return figures
 
 
 def probe_latencies(
@@ -637,7 +706,7 @@ def main() -> None:
         "--output", type=Path, default=None, help="JSON results (default bench/results/…)"
     )
     parser.add_argument(
-        "--phases", default="ceiling,ingest,paced,shared", help="comma-separated subset"
+        "--phases", default="prepare,ceiling,ingest,paced,shared", help="comma-separated subset"
     )
     args = parser.parse_args()
     if args.smoke:
@@ -679,6 +748,9 @@ def main() -> None:
                 "loadavg_start": os.getloadavg(),
             }
             phases = set(args.phases.split(","))
+            if "prepare" in phases:
+                figures["prepare"] = prepare_rate(bench.stream(), min(args.messages, 20_000))
+                report("prepare_batch in process (CPU time)", figures["prepare"])
             if "ceiling" in phases:
                 figures["ceiling"] = bench.ceiling(args.messages)
                 report("ceiling (do-nothing subscriber)", figures["ceiling"])

@@ -18,7 +18,7 @@ from typing import Final, NamedTuple
 from domain.errors import ValidationError
 from domain.pollutants import POLLUTANTS, Medium, Pollutant
 from domain.readings import Flag, Period, Reading
-from domain.validation import check_time, parse_flag, validate_value
+from domain.validation import check_time, parse_flag, value_reading
 
 HEADER: Final = b"##"
 TRAILER: Final = b"\r\n"
@@ -324,7 +324,7 @@ def parse_frame(raw: bytes) -> Frame:
     if not data.startswith(HEADER):
         raise _error(f"frame does not start with '##': {data[:8]!r}", "bad_header")
     length_field = data[2:6]
-    if len(length_field) < 4 or not all(0x30 <= b <= 0x39 for b in length_field):
+    if len(length_field) < 4 or not length_field.isdigit():  # bytes: ASCII digits only
         raise _error(f"length field {length_field!r} is not four digits", "bad_length")
     length = int(length_field)
     if length > MAX_DATA_LENGTH:
@@ -397,6 +397,45 @@ def _parse_segment(segment: str) -> Frame:
     )
 
 
+# A CP area as loggers send it: name[-field]=value pairs joined by ';' or ',', no spaces, no
+# '#', no '&', values without '='. Such an area needs none of the loop's tolerance or checks
+# (its names are codes, its values clean), so two regex passes read it.
+_PLAIN_CP_NAME: Final = r"[A-Za-z0-9_]+"
+_PLAIN_CP_VALUE: Final = (
+    "[" + "".join(re.escape(chr(c)) for c in range(0x21, 0x7F) if chr(c) not in ";,=&#") + "]*"
+)
+_PLAIN_CP_PAIR: Final = f"({_PLAIN_CP_NAME})(?:-({_PLAIN_CP_NAME}))?=({_PLAIN_CP_VALUE})"
+_PLAIN_CP_RE: Final = re.compile(f"{_PLAIN_CP_PAIR}(?:[;,]{_PLAIN_CP_PAIR})*", re.ASCII)
+_PLAIN_CP_PAIR_RE: Final = re.compile(_PLAIN_CP_PAIR, re.ASCII)
+
+
+def _parse_plain_cp(text: str) -> CpData | None:
+    """The CP area of ``text`` when it is plain (see above) and names nothing twice; ``None``
+    sends it through the loop, which also names the fault."""
+    if not _PLAIN_CP_RE.fullmatch(text):
+        return None
+    data_time: str | None = None
+    params: dict[str, str] = {}
+    pollutants: dict[str, dict[str, str]] = {}
+    for key, suffix, value in _PLAIN_CP_PAIR_RE.findall(text):
+        if suffix:  # code-field (a name is never empty, so "" means no '-')
+            fields = pollutants.get(key)
+            if fields is None:
+                fields = pollutants[key] = {}
+            elif suffix in fields:
+                return None
+            fields[suffix] = value
+        elif key == _DATA_TIME:
+            if data_time is not None:
+                return None
+            data_time = value
+        elif key in params:
+            return None
+        else:
+            params[key] = value
+    return CpData._parsed(data_time, params, pollutants)
+
+
 def _parse_cp(text: str, *, check_values: bool = False) -> CpData:
     """Pollutants are separated by ';', the fields of one pollutant by ','.
 
@@ -405,6 +444,8 @@ def _parse_cp(text: str, *, check_values: bool = False) -> CpData:
     ';' or ',' and no surrounding whitespace in a value); otherwise, or with ``check_values``,
     ``CpData``'s own checks run and name the first bad value.
     """
+    if not check_values and (plain := _parse_plain_cp(text)) is not None:
+        return plain
     data_time: str | None = None
     params: dict[str, str] = {}
     pollutants: dict[str, dict[str, str]] = {}
@@ -672,14 +713,9 @@ def _reading(
     text = fields[name]
     if not _NUMBER_RE.fullmatch(text):
         raise ValidationError(f"{code}-{name}={text!r} is not a number", reason="bad_value")
-    return validate_value(
-        pollutant=pollutant.code,
-        value=float(text),
-        unit=pollutant.unit_for(medium),
-        flag=flag,
-        time=time,
-        period=period,
-        medium=medium,
+    # ``time`` is parse_data_time's UTC instant: the positional form skips re-checking it.
+    return value_reading(
+        pollutant.code, float(text), pollutant.unit_for(medium), flag, time, period, medium
     )
 
 

@@ -105,6 +105,20 @@ def validate_value(
     """Check one value and express it in the canonical unit for the site's medium."""
     if time.utcoffset() is None:
         raise ValueError("a reading's time must be timezone-aware")  # a caller's bug, not data
+    return value_reading(pollutant, value, unit, flag, time, period, medium)
+
+
+def value_reading(  # noqa: PLR0917 - positional on purpose: called once per reading
+    pollutant: object,
+    value: object,
+    unit: object,
+    flag: Flag,
+    time: datetime,
+    period: Period,
+    medium: Medium,
+) -> Reading:
+    """``validate_value`` for a parser whose ``time`` is aware UTC already (checked once per
+    message, by ``parse_timestamp`` or ``check_time``), called positionally."""
     # The usual value: a float or int (not a bool) of a catalogue name in a unit seen before,
     # answered from one cache look-up with the same arithmetic as the full path below.
     cls = type(value)

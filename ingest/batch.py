@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 import psycopg
 
@@ -27,9 +27,9 @@ from store.schema import StorageMode
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A received MQTT message, detached from paho so tests and replays can build one."""
+class Message(NamedTuple):
+    """A received MQTT message, detached from paho so tests and replays can build one (a tuple:
+    the ingestor builds one per message)."""
 
     topic: str
     payload: bytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,8 +37,8 @@ class DeviceDirectory:
         self._min_reload_s = min_reload_s
 
     def load(self, conn: psycopg.Connection) -> None:
-        self._devices = {
-            row["id"]: DeviceInfo(
+        self.install(
+            DeviceInfo(
                 id=row["id"],
                 device_key=row["device_key"],
                 site_key=row["site_key"],
@@ -50,7 +51,11 @@ class DeviceDirectory:
                 else self._default_offset,
             )
             for row in list_devices(conn)
-        }
+        )
+
+    def install(self, devices: Iterable[DeviceInfo]) -> None:
+        """Use ``devices`` as the directory, as if loaded from the registry (benchmarks)."""
+        self._devices = {d.id: d for d in devices}
         self._by_mn = {d.mn: d for d in self._devices.values() if d.mn}
         self._loaded_at = time.monotonic()
 

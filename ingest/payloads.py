@@ -14,7 +14,7 @@ from typing import Any, Final
 from domain.errors import ValidationError
 from domain.pollutants import Medium
 from domain.readings import Period, Reading
-from domain.validation import parse_flag, parse_period, parse_timestamp, validate_value
+from domain.validation import parse_flag, parse_period, parse_timestamp, value_reading
 
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_READINGS: Final = 20_000
@@ -134,22 +134,22 @@ def parse_json_payload(payload: bytes, medium: Medium, now: datetime) -> Parsed:
             )
             break
         for j, item in enumerate(values):
-            loc = f"{prefix}readings[{j}]"
             try:
                 if not isinstance(item, dict):
                     raise ValidationError("each reading must be an object", reason="bad_envelope")
                 item_period = item.get("period")
+                # ``ts`` is parse_timestamp's UTC instant: the positional form skips re-checking.
                 readings.append(
-                    validate_value(
-                        pollutant=item.get("pollutant"),
-                        value=item.get("value"),
-                        unit=item.get("unit"),
-                        flag=parse_flag(item.get("flag")),
-                        time=ts,
-                        period=period if item_period is None else parse_period(item_period),
-                        medium=medium,
+                    value_reading(
+                        item.get("pollutant"),
+                        item.get("value"),
+                        item.get("unit"),
+                        parse_flag(item.get("flag")),
+                        ts,
+                        period if item_period is None else parse_period(item_period),
+                        medium,
                     )
                 )
             except ValidationError as exc:
-                rejections.append(Rejection(loc, exc.reason, str(exc)))
+                rejections.append(Rejection(f"{prefix}readings[{j}]", exc.reason, str(exc)))
     return Parsed(readings, rejections)
