@@ -11,12 +11,15 @@ the real API (``python -m sunlight api``, one uvicorn process, the rate limit ra
 only through ``SUNLIGHT_API_RATE_LIMIT_PER_MINUTE``) and the do-nothing app (one uvicorn process,
 same settings), and loads each with 64 connections from a second process: ``wrk`` when installed
 (``apt-get install wrk``), otherwise a Python asyncio + httpx generator (what ``--smoke`` uses).
-Each endpoint is loaded in turn (stations, enterprises at the default page and all 10,000, a
-year of hourly means both repeated and every time another year, a day of minute readings, the
-map, and the lists and map again gzip-encoded as browsers ask), each do-nothing run serving the
-very bytes its API twin answered; before each, the first request (cold) and five requests of one
-warm client are timed. Last, headless Chromium (Playwright) times ``/map`` until its markers
-and clusters are drawn.
+Each endpoint is loaded in turn (stations, enterprises at the default page of 100 and all
+10,000, a year of hourly means both repeated and every time another year, the same year as
+``format=columns`` and as a chart's ``columns`` of ``fields=mean,n_valid``, a day of minute
+readings, the map, and stations, the year's columns and the map again gzip-encoded as browsers
+ask), each do-nothing run serving the very bytes its API twin answered; before each, the first
+request (cold) and five requests of one warm client are timed. Then headless Chromium
+(Playwright) times ``/map`` until its markers and clusters are drawn. Last, the API and the
+do-nothing app are restarted with 2 worker processes each (``sunlight api --workers 2``) and
+stations, enterprises, the year's columns and the map are loaded again (``*_workers2``).
 
 What is generated, and why not everything the issue names. Thirty days of minute data for 12,000
 sites is about 3 billion readings: days of writing on a 2-core machine. The public endpoints do
@@ -96,6 +99,7 @@ TARGETS_MS = {
     "enterprises": 50.0,
     "series_year": 100.0,
     "series_year_columns": 100.0,
+    "series_year_chart": 100.0,
     "map": 200.0,
 }
 # Loaded again with this many API (and do-nothing) worker processes: ``sunlight api --workers``.
@@ -729,6 +733,9 @@ ORDER = (
     # The same year as the compact representation a chart asks for (format=columns).
     ("series_year_columns", None),
     ("baseline_series_year_columns", "series_year_columns"),
+    # What a chart needs of it: times, means and their coverage (fields=mean,n_valid).
+    ("series_year_chart", None),
+    ("baseline_series_year_chart", "series_year_chart"),
     ("raw_day", None),
     ("map", None),
     ("baseline_map", "map"),
@@ -813,6 +820,9 @@ def run(
             # Every request another year (shifted by hours): none is answered from the cache.
             "series_year_uncached": [year_of(s, h) for h in range(1, 2001) for s in year_sites],
             "series_year_columns": [year_of(s) + "&format=columns" for s in year_sites],
+            "series_year_chart": [
+                year_of(s) + "&format=columns&fields=mean,n_valid" for s in year_sites
+            ],
             "raw_day": [f"/api/v1/sites/{s}/readings?pollutant=pm25" for s in minute_sites],
             "map": ["/map"],
         }
