@@ -30,7 +30,7 @@ from api.routers import reports as reports_router
 from api.routers import subscriptions as subscriptions_router
 from maps.assets import static_dirs
 from store.db import open_pool
-from sunlight import logs
+from sunlight import logs, memory
 from sunlight.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -107,4 +107,5 @@ def app_from_environment() -> FastAPI:
     reads the same SUNLIGHT_* environment the command was started with."""
     settings = get_settings()
     logs.configure(settings.log_level, json_lines=settings.log_json, name="api")
+    memory.return_large_blocks(settings.memory_return_threshold_kib)
     return create_app(settings)

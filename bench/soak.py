@@ -9,13 +9,17 @@ as in ``bench.ingest``), with simulated time ``--speedup`` times faster than the
 a Mosquitto enforcing accounts, into a real ingestor; the alerts engine and the API run beside
 them, each as its own process, on a throwaway PostgreSQL cluster. Every ``--every`` seconds the
 bench times one request to each of ``/api/v1/stations``, ``/api/v1/enterprises`` and ``/map``,
-reads the ingestor's stored-readings counter and the resident memory (RSS) of every process
+reads the ingestor's stored-readings counter and the memory of every process
 (one request to each endpoint before the load starts warms the API up and is not counted).
 
-It prints a table: latency percentiles per endpoint against the budget of ``bench.api``, ingest
-published/stored/lag, and each process's RSS over the first and the last tenth of the run.
-Memory counts as flat when the last tenth's median RSS is within 20 % (or 16 MiB) of the first
-tenth's. The exit status is non-zero when a request failed or ingest did not catch up.
+It prints tables: latency percentiles per endpoint against the budget of ``bench.api``, ingest
+published/stored/lag, and each process's memory in each tenth of the run. Memory is each
+process's proportional set size (PSS: shared pages divided among the processes mapping them);
+PostgreSQL's is split into its backends' own memory and its shared memory as touched so far.
+A process counts as flat when the last tenth's median is within 20 % (or 16 MiB) of the second
+tenth's (the first is the warm-up); PostgreSQL's shared memory counts as bounded when it stays
+within the server's ``shared_memory_size``. The exit status is non-zero when a
+request failed or ingest did not catch up.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +43,8 @@ import psycopg
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.ingest import RESULTS, VALUES_PER_MESSAGE, Stream
+from bench.ingest import write_registry as write_devices
 from registry.broker_auth import INGEST, SIMULATOR, BrokerAuth, generate_broker_auth
 from registry.loader import load_registry
 from registry.model import read_registry_file
@@ -47,85 +52,15 @@ from store.schema import migrate
 from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
 from sunlight.cli import default_registry_file
 
-# A flue-gas CEMS's minute: (pollutant, unit, typical level).
-POLLUTANTS = (
-    ("so2", "mg/m3", 25.0),
-    ("nox", "mg/m3", 40.0),
-    ("pm", "mg/m3", 6.0),
-    ("o2", "%", 8.0),
-    ("flow", "m3/s", 120.0),
-)
-VALUES_PER_MESSAGE = len(POLLUTANTS)
-
-
-def device_id(d: int) -> str:
-    return f"soak-{d:06d}"
-
 
 def write_registry(path: Path, devices: int) -> None:
-    """The example registry's offices and districts with ``devices`` stacks, ten a plant."""
+    """``bench.ingest``'s flue-gas stacks (JSON and HJ 212 devices) plus the example registry's
+    air-quality stations, so the station list and the map have something to show."""
+    write_devices(path, devices)
+    registry = yaml.safe_load(path.read_text(encoding="utf-8"))
     base = yaml.safe_load(default_registry_file().read_text(encoding="utf-8"))
-    districts = base["districts"]
-    enterprises = []
-    for e in range(0, devices, 10):
-        district = districts[(e // 10) % len(districts)]
-        lons = [p[0] for p in district["boundary"]]
-        lats = [p[1] for p in district["boundary"]]
-        outlets = [
-            {
-                "id": f"soak-out-{d:06d}",
-                "name": f"Stack {d}",
-                "kind": "gas",
-                "reference_o2": 6,
-                "limits": [
-                    {
-                        "pollutant": "so2",
-                        "value": 35,
-                        "unit": "mg/m3",
-                        "period": "hour",
-                        "o2_corrected": True,
-                        "standard": "GB 13223-2011",
-                    }
-                ],
-                "devices": [{"id": device_id(d)}],
-            }
-            for d in range(e, min(e + 10, devices))
-        ]
-        enterprises.append(
-            {
-                "id": f"soak-ent-{e // 10:05d}",
-                "name": f"Soak enterprise {e // 10}",
-                "industry": "thermal_power",
-                "lon": round(sum(lons) / len(lons), 5),
-                "lat": round(sum(lats) / len(lats), 5),
-                "district": district["id"],
-                "outlets": outlets,
-            }
-        )
-    registry = {k: v for k, v in base.items() if k in ("regulators", "districts", "stations")}
-    registry["enterprises"] = enterprises
+    registry["stations"] = base.get("stations", [])
     path.write_text(yaml.safe_dump(registry, allow_unicode=True, sort_keys=False), encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class Stream:
-    """Message i: device i mod n, minute i div n after ``start`` (every message is new)."""
-
-    devices: int
-    start: datetime
-
-    def message(self, i: int) -> tuple[str, bytes]:
-        d, minute = i % self.devices, i // self.devices
-        t = self.start + timedelta(minutes=minute)
-        wobble = 1 + ((i * 7919) % 200 - 100) / 2000  # ±5 %, deterministic
-        body = {
-            "ts": t.isoformat().replace("+00:00", "Z"),
-            "readings": [
-                {"pollutant": p, "value": round(level * wobble, 2), "unit": u}
-                for p, u, level in POLLUTANTS
-            ],
-        }
-        return f"sunlight/v1/devices/{device_id(d)}/readings", json.dumps(body).encode()
 
 
 def publish_paced(
@@ -177,21 +112,23 @@ FLAT_RATIO, FLAT_SLACK_KIB = 1.20, 16 * 1024
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """RssAnon, RssFile and RssShmem of one process, from /proc (zeros once it has gone)."""
-    out = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
+    """Proportional set size of one process, in all and split (anonymous, file, shared memory),
+    from /proc/PID/smaps_rollup (zeros once it has gone). PSS divides each shared page among the
+    processes mapping it, so summing processes counts shared buffers and libraries once."""
+    out = {"Pss": 0, "Pss_Anon": 0, "Pss_File": 0, "Pss_Shmem": 0}
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             key = line.split(":", 1)[0]
             if key in out:
                 out[key] = int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return out
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of one process (0 once it has gone)."""
-    return sum(memory_kib(pid).values())
+def pss_kib(pid: int) -> int:
+    """Memory of one process (0 once it has gone)."""
+    return memory_kib(pid)["Pss"]
 
 
 def children_of(pid: int) -> list[int]:
@@ -224,7 +161,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def soak(devices: int, seconds: float, speedup: float, every: float) -> int:
+def soak(devices: int, seconds: float, speedup: float, every: float, label: str) -> int:
     from tests.servers import PostgresCluster
 
     rate = devices / 60 * speedup  # messages/s: one a minute per device, time sped up
@@ -293,13 +230,20 @@ def soak(devices: int, seconds: float, speedup: float, every: float) -> int:
                     api=f"http://127.0.0.1:{api_port}",
                     stored_now=lambda: stored(metrics_port),
                     memory={
-                        "ingest": lambda: rss_kib(procs[2].pid),
-                        "api": lambda: rss_kib(procs[0].pid),
-                        "alerts": lambda: rss_kib(procs[1].pid),
-                        "mosquitto": lambda: rss_kib(broker.process.pid) if broker.process else 0,
-                        "postgres (all)": lambda: _postgres_rss(cluster.datadir),
+                        "ingest": lambda: pss_kib(procs[2].pid),
+                        "api": lambda: pss_kib(procs[0].pid),
+                        "alerts": lambda: pss_kib(procs[1].pid),
+                        "mosquitto": lambda: pss_kib(broker.process.pid) if broker.process else 0,
+                        "postgres, backends' own": lambda: postgres_memory(
+                            cluster.datadir, "private"
+                        ),
+                        "postgres, shared memory touched": lambda: postgres_memory(
+                            cluster.datadir, "Pss_Shmem"
+                        ),
                     },
+                    bounded={"postgres, shared memory touched": shared_memory_kib(url)},
                     devices=devices,
+                    label=label,
                 )
             finally:
                 for proc in procs:
@@ -313,16 +257,33 @@ def soak(devices: int, seconds: float, speedup: float, every: float) -> int:
         cluster.destroy()
 
 
-def _postgres_rss(datadir: Path) -> int:
+def shared_memory_kib(url: str) -> int:
+    """The server's main shared memory area (PostgreSQL 15's ``shared_memory_size``): what the
+    touched part of its shared memory can grow to, at most."""
+    with psycopg.connect(url) as conn:
+        size = conn.execute(
+            "select setting::bigint from pg_settings where name = 'shared_memory_size'"
+        ).fetchone()
+    return int(size[0]) * 1024 if size else 0  # the setting is in MB
+
+
+def postgres_processes(datadir: Path) -> list[int]:
+    """The postmaster and its children (backends, background workers)."""
     try:
         postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return 0
-    # Every backend maps the same shared buffers: count each process's private memory, and
-    # the shared memory once (as its largest mapping), not once per backend.
-    parts = [memory_kib(p) for p in (postmaster, *children_of(postmaster))]
-    private = sum(m["RssAnon"] + m["RssFile"] for m in parts)
-    return private + max((m["RssShmem"] for m in parts), default=0)
+        return []
+    return [postmaster, *children_of(postmaster)]
+
+
+def postgres_memory(datadir: Path, part: str) -> int:
+    """One part of the cluster's memory summed over its processes: ``Pss_Shmem`` is the shared
+    memory (buffer pool and the rest) as far as it has been touched, bounded by the server's
+    ``shared_memory_size``; the rest is the backends' own."""
+    parts = [memory_kib(p) for p in postgres_processes(datadir)]
+    if part == "private":
+        return sum(m["Pss"] - m["Pss_Shmem"] for m in parts)
+    return sum(m[part] for m in parts)
 
 
 def _run(
@@ -337,7 +298,9 @@ def _run(
     api: str,
     stored_now: Callable[[], int],
     memory: dict[str, Callable[[], int]],
+    bounded: dict[str, int],
     devices: int,
+    label: str,
 ) -> int:
     login = (SIMULATOR, auth.account(SIMULATOR).password)
     published: list[int] = []
@@ -394,24 +357,58 @@ def _run(
         f" | {'yes' if caught_up else 'NO'} |"
     )
     print(
-        "\n| process | RSS first tenth MiB | RSS last tenth MiB | peak MiB | flat"
+        "\n| process | memory (PSS) second tenth MiB | last tenth MiB | peak MiB | flat"
         " | median of each tenth, MiB |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
+    verdicts = {}
     for name, samples in rss.items():
         tenth = max(1, len(samples) // 10)
-        first = statistics.median(v for _, v in samples[:tenth]) if samples else 0
+        # The first tenth is the warm-up (pools connecting, caches filling); growth is judged
+        # from the second tenth on.
+        first = (
+            statistics.median(v for _, v in samples[tenth : 2 * tenth] or samples) if samples else 0
+        )
         last = statistics.median(v for _, v in samples[-tenth:]) if samples else 0
         peak = max((v for _, v in samples), default=0)
-        flat = last <= max(first * FLAT_RATIO, first + FLAT_SLACK_KIB)
+        if name in bounded:
+            flat = peak <= bounded[name]
+            verdict = f"bounded: peak within the {bounded[name] / 1024:.0f} MiB configured"
+            if not flat:
+                verdict = f"NO: above the {bounded[name] / 1024:.0f} MiB configured"
+        else:
+            flat = last <= max(first * FLAT_RATIO, first + FLAT_SLACK_KIB)
+            verdict = "yes" if flat else "NO"
+        verdicts[name] = flat
         curve = " ".join(
             f"{statistics.median(v for _, v in samples[k * tenth : (k + 1) * tenth]) / 1024:.0f}"
             for k in range(min(10, len(samples) // tenth))
         )
         print(
             f"| {name} | {first / 1024:.1f} | {last / 1024:.1f} | {peak / 1024:.1f}"
-            f" | {'yes' if flat else 'NO'} | {curve} |"
+            f" | {verdict} | {curve} |"
         )
+    if label == "smoke":
+        sys.stdout.flush()
+        return 0 if caught_up and not any(failures.values()) else 1
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"soak-{label}.json").write_text(
+        json.dumps(
+            {
+                "devices": devices,
+                "seconds": took,
+                "readings_per_s": rate * VALUES_PER_MESSAGE,
+                "published": total,
+                "stored": final,
+                "caught_up": caught_up,
+                "latency_ms": latencies,
+                "failures": failures,
+                "memory_kib": rss,
+                "memory_flat": verdicts,
+            },
+            indent=1,
+        )
+    )
     sys.stdout.flush()
     return 0 if caught_up and not any(failures.values()) else 1
 
@@ -425,10 +422,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to publish")
     parser.add_argument("--speedup", type=float, default=6.0, help="simulated time / real time")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--label", default="main", help="bench/results/soak-LABEL.json")
     args = parser.parse_args()
     if args.smoke:
         args.devices, args.minutes, args.speedup, args.every = 300, 0.25, 6.0, 1.0
-    sys.exit(soak(args.devices, args.minutes * 60, args.speedup, args.every))
+        args.label = "smoke"
+    sys.exit(soak(args.devices, args.minutes * 60, args.speedup, args.every, args.label))
 
 
 if __name__ == "__main__":

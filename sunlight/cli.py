@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError as SettingsError
 
 from domain.errors import SunlightError
-from sunlight import logs
+from sunlight import logs, memory
 from sunlight.settings import Settings, get_settings
 
 logger = logging.getLogger("sunlight")
@@ -356,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sunlight: bad configuration:\n{exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, json_lines=settings.log_json, name=args.command)
+    memory.return_large_blocks(settings.memory_return_threshold_kib)
     func: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
         return func(settings, args)

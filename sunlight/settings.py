@@ -237,6 +237,15 @@ class Settings(BaseSettings):
     )
     device_timezone: str = Field(default="+08:00", description="Default HJ 212 device time zone.")
     token_secret: str = Field(default=DEFAULT_DEV_SECRET, description="Secret for signing tokens.")
+    memory_return_threshold_kib: int = Field(
+        default=128,
+        ge=0,
+        le=32 * 1024,
+        description=(
+            "Blocks this large and larger are returned to the system when freed, so services"
+            " that rebuild big responses stay flat in memory (glibc; 0 keeps its own policy)."
+        ),
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -33,5 +33,12 @@ def test_soak_smoke() -> None:
         assert int(rows[path][0]) > 0 and rows[path][1] == "0", rows[path]
     published, stored_, lost = (int(v.replace(",", "")) for v in rows["1 ingestor"][:3])
     assert published > 0 and stored_ == published and lost == 0
-    for process in ("ingest", "api", "alerts", "mosquitto", "postgres (all)"):
+    for process in (
+        "ingest",
+        "api",
+        "alerts",
+        "mosquitto",
+        "postgres, backends' own",
+        "postgres, shared memory touched",
+    ):
         assert float(rows[process][0]) > 0, process
