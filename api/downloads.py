@@ -6,10 +6,22 @@ import csv
 import io
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from fastapi.responses import Response
 
 from api.geojson import LICENSE, NOTICE, jsonable
+
+
+def attachment(filename: str) -> str:
+    """Content-Disposition for a download named after a path parameter, which may hold any
+    character: an ASCII fallback and the exact name percent-encoded (RFC 6266), never a control
+    character or quote in the header (the HTTP server refuses those, and the client got no
+    answer at all)."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _csv(header: list[str], rows: Iterable[list[Any]], filename: str) -> Response:
@@ -21,7 +33,7 @@ def _csv(header: list[str], rows: Iterable[list[Any]], filename: str) -> Respons
     return Response(
         buf.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )
 
 

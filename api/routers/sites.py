@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.cache import Body, json_body, respond, reused
 from api.deps import ConnDep, SettingsDep
-from api.downloads import enterprises_csv, stations_csv
+from api.downloads import attachment, enterprises_csv, stations_csv
 from api.geojson import LICENSE, NOTICE, feature_collection, iso, jsonable, meta, point_feature
 from api.queries import Page, SiteFilter, page_params, site_filter
 from domain.aqi import AQIResult, compute, nowcast
@@ -382,7 +382,7 @@ def export_readings(
     return StreamingResponse(
         rows(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )
 
 
