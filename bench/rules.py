@@ -3,6 +3,7 @@
     python -m bench.rules                 # 10,000 outlets, history at 1x
     python -m bench.rules --scale 16      # the same hour with 16x the history already stored
     python -m bench.rules --smoke         # tiny sizes (CI)
+    python -m bench.rules --output x.json # a trial run: results elsewhere, recorded ones kept
 
 A synthetic registry of gas outlets (one CEMS device each, permit limits for pm, so2, nox and
 co, most O2-corrected to the outlet's reference O2) gets one hour of minute data for the four
