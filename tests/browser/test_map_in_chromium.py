@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -86,3 +87,95 @@ def test_enterprise_page_shows_its_charts(
     assert page.locator("svg.chart").count() == 6
     assert errors == []
     assert hosts == {urlsplit(services).netloc}
+
+
+MAP_POINT = """([lat, lon]) => {
+    const map = Object.values(window).find(v => v instanceof L.Map);
+    const p = map.latLngToContainerPoint([lat, lon]);
+    const r = map.getContainer().getBoundingClientRect();
+    return [r.left + p.x, r.top + p.y];
+}"""
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["inline", "fetched"])
+def test_markers_open_their_own_popup_and_tooltip(browser: object, lazy: bool) -> None:
+    """Each station and enterprise shows its own name on hover and its own popup (values,
+    units, flags, links) on click, whether the page carries the popups or fetches each one
+    once, when first opened (a large map)."""
+    from maps.assets import static_dirs
+    from maps.builder import build_map, popup_data
+    from tests.maps.test_builder import DISTRICTS, ENTERPRISES, STATIONS
+
+    html = build_map(
+        STATIONS,
+        ENTERPRISES,
+        DISTRICTS,
+        enterprise_url="/e/{id}",
+        popup_url="/pop/{kind}/{id}" if lazy else None,
+    )
+    sites = {f["properties"]["id"]: f for f in (*STATIONS["features"], *ENTERPRISES["features"])}
+    fetched: list[str] = []
+
+    def serve(route: Any) -> None:
+        path = urlsplit(route.request.url).path
+        if path == "/map":
+            route.fulfill(body=html, content_type="text/html; charset=utf-8")
+        elif path.startswith("/static/"):
+            sub_prefix, _, rest = path.removeprefix("/static/").partition("/")
+            route.fulfill(path=static_dirs()[sub_prefix] / rest)
+        elif path.startswith("/pop/"):
+            fetched.append(path)
+            _, _, kind, site_id = path.split("/")
+            route.fulfill(
+                json=popup_data(kind, sites[unquote(site_id)], DISTRICTS, enterprise_url="/e/{id}")
+            )
+        else:
+            route.fulfill(status=404)
+
+    page = browser.new_page(viewport={"width": 1200, "height": 800})  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("http://sunlight.test/**", serve)
+    page.goto("http://sunlight.test/map", wait_until="networkidle")
+
+    def open_popup(lat: float, lon: float, tooltip: str) -> Any:
+        # An open popup may cover the next marker: closed first, as a reader would.
+        close = page.locator(".leaflet-popup-close-button")
+        if close.count():
+            close.click()
+            page.locator(".leaflet-popup").wait_for(state="detached", timeout=5_000)
+        x, y = page.evaluate(MAP_POINT, [lat, lon])
+        page.mouse.move(x, y)
+        page.wait_for_function(
+            "t => [...document.querySelectorAll('.leaflet-tooltip')]"
+            ".some(e => e.textContent === t)",
+            arg=tooltip,
+            timeout=5_000,
+        )
+        page.mouse.click(x, y)
+        content = page.locator(".leaflet-popup-content").filter(
+            has=page.locator("h4", has_text=tooltip)
+        )
+        content.wait_for(timeout=5_000)
+        return content
+
+    station = open_popup(39.90, 116.40, 'Dongcheng <script>alert("x")</script>')
+    assert station.locator("h4").inner_text() == 'Dongcheng <script>alert("x")</script>'
+    text = station.inner_text()
+    assert "35.2 ug/m3" in text and "D Fault" in text and "PM2.5" in text
+    link = station.locator("a")
+    assert link.get_attribute("href") == "/api/v1/sites/st-1/readings?interval=hour"
+
+    enterprise = open_popup(39.80, 116.30, 'Power "Plant" & <b>Co</b>')
+    title = enterprise.locator("h4 a")
+    assert title.inner_text() == 'Power "Plant" & <b>Co</b>'
+    assert title.get_attribute("href") == "/e/e-1"
+    assert "Outlet o-1" in enterprise.inner_text()
+    assert "12.35 mg/m3" in enterprise.inner_text()
+
+    # Opened again: the station's popup is its own again, and fetched only the first time.
+    again = open_popup(39.90, 116.40, 'Dongcheng <script>alert("x")</script>')
+    assert "35.2 ug/m3" in again.inner_text()
+    assert fetched == (["/pop/station/st-1", "/pop/enterprise/e-1"] if lazy else [])
+    assert errors == []
+    page.close()
