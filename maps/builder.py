@@ -25,6 +25,7 @@ from branca.element import Element, Figure, MacroElement
 from folium.map import Layer
 from folium.template import Template
 from folium.utilities import JsCode
+from jinja2.utils import htmlsafe_json_dumps
 
 from domain.errors import ValidationError
 from domain.pollutants import get_pollutant
@@ -354,12 +355,18 @@ class _Points(Layer):
     """A GeoJSON layer of point sites drawn as circle markers, and nothing per feature besides:
     folium's GeoJson adds an event call and a style reset for every feature (a redraw request
     each, on the stations' canvas). With ``into`` (a layer group's name) its markers go into
-    that group instead of onto the map."""
+    that group instead of onto the map.
+
+    The features reach the page as a JSON text given to ``JSON.parse``: V8 parses megabytes of
+    JSON faster than the same data as a JavaScript literal, which must be compiled first. The
+    text is HTML-safe JSON (``<``, ``>``, ``&`` and ``'`` as ``\\u`` escapes), so inside single
+    quotes only its backslashes need doubling, and it can neither end the string nor the script.
+    """
 
     _template = Template(
         """
         {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = L.geoJson({{ this.data|tojson }},
+        var {{ this.get_name() }} = L.geoJson(JSON.parse({{ this.data_js }}),
             {pointToLayer: {{ this.point_to_layer }}});
         {%- if this.into %}
         {{ this.into }}.addLayer({{ this.get_name() }});
@@ -378,7 +385,8 @@ class _Points(Layer):
     ) -> None:
         super().__init__(name=name, control=not into, show=not into)
         self._name = "Points"
-        self.data = data
+        text = str(htmlsafe_json_dumps(data, sort_keys=True))
+        self.data_js = "'" + text.replace("\\", "\\\\") + "'"
         self.point_to_layer = point_to_layer.js_code
         self.into = into
 
@@ -518,7 +526,12 @@ def build_map(
     cluster = folium.plugins.MarkerCluster(  # type: ignore[no-untyped-call]
         name=html.escape(labels["enterprises"]),
         show_coverage_on_hover=False,
-        chunked_loading=True,  # adds markers in slices so thousands do not freeze the page
+        # Markers are added in slices so thousands cannot freeze a slow device for long; a slice
+        # of a second lets a desktop cluster 10,000 in one go (the default 200 ms slices add a
+        # pause and a redraw between each two: all clusters drawn after 1.87 s instead of 1.61 s,
+        # medians of 8 loads of the same page on a loaded 2-core machine).
+        chunked_loading=True,
+        chunk_interval=1000,
     )
     cluster.default_js = js_urls(static_prefix, directories=(MARKERCLUSTER,))
     cluster.default_css = css_urls(static_prefix, directories=(MARKERCLUSTER,))

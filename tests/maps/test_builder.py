@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -94,7 +95,8 @@ def _fetched_urls(page: str) -> list[str]:
 
 
 def _json_values(page: str) -> list[Any]:
-    """Every JSON literal the page's script passes to a call or assigns (data, popup words...)."""
+    """Every JSON literal the page's script passes to a call or assigns (data, popup words...),
+    and every JSON text it parses (the sites: ``JSON.parse('…')``, backslashes doubled)."""
     decoder = json.JSONDecoder()
     values = []
     for match in re.finditer(r"[(=]\s*(?=[{\[\"])", page):
@@ -103,6 +105,8 @@ def _json_values(page: str) -> list[Any]:
         except json.JSONDecodeError:
             continue
         values.append(value)
+    for match in re.finditer(r"JSON\.parse\('((?:[^'\\]|\\.)*)'\)", page):
+        values.append(json.loads(match.group(1).replace("\\\\", "\\")))
     return values
 
 
@@ -306,3 +310,18 @@ def test_legend_links_to_the_offices_record_in_the_maps_language() -> None:
     assert '\\u003ca href=\\"/regulators?lang=en\\"\\u003eHow the offices respond' in en
     link = '\\u003ca href=\\"/regulators?lang=zh\\"\\u003e'
     assert link + "各监管部门的回应记录".encode("unicode_escape").decode() in zh
+
+
+def test_site_data_survives_quotes_backslashes_and_line_separators() -> None:
+    """The sites' JSON text sits in a single-quoted string of the script: a name with quotes,
+    backslashes, a line separator or a closing script tag comes back exactly (escaped once for
+    HTML), and cannot end the string or the script."""
+    name = 'O\'Brien \\ "works" \u2028 </script><script>alert(1)</script>'
+    page = build_map(_fc(_point(116.4, 39.9, id="q'1", name=name)), _fc(), _fc())
+
+    assert "</script><script>alert" not in page
+    (feature,) = [
+        f for v in _json_values(page) if isinstance(v, dict) for f in v.get("features", [])
+    ]
+    assert feature["properties"]["t"] == html.escape(name)
+    assert feature["geometry"]["coordinates"] == [116.4, 39.9]
