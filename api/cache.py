@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from sunlight import memory
+
 logger = logging.getLogger(__name__)
 
 
@@ -177,6 +179,9 @@ class Reuse:
             logger.exception("rebuilding %s failed", key)
         finally:
             key_lock.release()
+        # The replaced value and the build's intermediates are free now: return their pages,
+        # or the process keeps growing to the high-water mark of every rebuilding thread.
+        memory.release_free_memory()
 
     def _put(self, key: str, value: Any, build: Callable[[], Any] | None = None) -> None:
         size = (
