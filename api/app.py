@@ -28,6 +28,7 @@ from api.routers import episodes, health, regulator, sites
 from api.routers import map as map_router
 from api.routers import reports as reports_router
 from api.routers import subscriptions as subscriptions_router
+from api.server import HeadDeadline
 from maps.assets import static_dirs
 from store.db import open_pool
 from sunlight import logs, memory
@@ -108,4 +109,5 @@ def app_from_environment() -> FastAPI:
     settings = get_settings()
     logs.configure(settings.log_level, json_lines=settings.log_json, name="api")
     memory.return_large_blocks(settings.memory_return_threshold_kib)
+    HeadDeadline.head_timeout_s = settings.api_head_timeout_s
     return create_app(settings)

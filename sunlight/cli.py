@@ -138,13 +138,15 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.server import HeadDeadline
 
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
     workers = settings.api_workers if args.workers is None else args.workers
     level = settings.log_level.lower()
+    HeadDeadline.head_timeout_s = settings.api_head_timeout_s
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=level)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=level, http=HeadDeadline)
     else:
         # Worker processes import the app themselves and read the same SUNLIGHT_* settings.
         uvicorn.run(
@@ -154,6 +156,7 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
             host=host,
             port=port,
             log_level=level,
+            http=HeadDeadline,
         )
     return 0
 

@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A request head must arrive whole this long after the connection opens or"
+        " the previous response ends; slower clients get 408 and are disconnected.",
+    )
     api_workers: int = Field(
         default=1,
         ge=1,
