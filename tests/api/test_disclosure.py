@@ -4,28 +4,16 @@ and the map coloured by both."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 
 from alerts.service import Engine
-from api.app import create_app
-from registry.loader import load_registry
 from sunlight.settings import Settings
 from tests.alerts.test_scenario import Clock
-from tests.conftest import EXAMPLE_REGISTRY
 from tests.readings import write_minutes
 
 write = write_minutes
-
-
-@pytest.fixture
-def api(database_url: str) -> Iterator[TestClient]:
-    load_registry(database_url, EXAMPLE_REGISTRY)
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
-        yield client
 
 
 def test_station_aqi_and_enterprise_status(api: TestClient, database_url: str) -> None:

@@ -6,19 +6,14 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.cache import Body, Reuse
 from api.routers import map as map_router
 from maps.builder import build_map, popup_data
-from registry.loader import load_registry
-from sunlight.settings import Settings
-from tests.conftest import EXAMPLE_REGISTRY
 from tests.maps.test_builder import DISTRICTS, ENTERPRISES, STATIONS, _json_values
 
 
@@ -106,13 +101,6 @@ def test_large_map_carries_popup_urls_and_popup_data_matches_inline() -> None:
     assert set(words["names"]) == {"pm25", "so2"}
     with pytest.raises(ValueError, match="kind"):
         popup_data("outlet", STATIONS["features"][0], DISTRICTS)
-
-
-@pytest.fixture
-def api(database_url: str) -> Iterator[TestClient]:
-    load_registry(database_url, EXAMPLE_REGISTRY)
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
-        yield client
 
 
 def test_lists_answer_from_one_build_with_etag_and_gzip(api: TestClient) -> None:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from domain.geo import distance_m
-from registry.loader import load_registry
 from registry.model import read_registry_file
-from sunlight.settings import Settings
 from tests.conftest import EXAMPLE_REGISTRY
-
-
-@pytest.fixture
-def api(database_url: str) -> Iterator[TestClient]:
-    load_registry(database_url, EXAMPLE_REGISTRY)
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
-        yield client
 
 
 def ids(doc: dict[str, object]) -> list[str]:

@@ -5,7 +5,6 @@ rate-limited."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -22,13 +21,6 @@ from tests.conftest import EXAMPLE_REGISTRY
 from tests.readings import write_minutes
 
 WORLD = "-180,-90,180,90"
-
-
-@pytest.fixture
-def api(database_url: str) -> Iterator[TestClient]:
-    load_registry(database_url, EXAMPLE_REGISTRY)
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
-        yield client
 
 
 def test_pages_link_to_each_other_until_everything_is_walked(api: TestClient) -> None:
