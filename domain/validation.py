@@ -17,6 +17,10 @@ MAX_CLOCK_SKEW: Final = timedelta(minutes=15)
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 # Quantities that may legitimately be negative.
 _SIGNED_UNITS: Final = frozenset({u.DEG_C})
+# No instrument reports a magnitude past 10^15 in any unit Sunlight stores (HJ 212's widest
+# value field has 14 digits before the point). Larger numbers are faults, and their squares
+# would overflow PostgreSQL's averages and stall every hourly mean they fall in.
+MAX_MAGNITUDE: Final = 1e15
 
 
 def parse_timestamp(text: object, now: datetime) -> datetime:
@@ -133,7 +137,9 @@ def value_reading(  # noqa: PLR0917 - positional on purpose: called once per rea
                     if source == target
                     else u.convert(number, source, target, info.molar_mass)
                 )
-                if canonical >= 0 or target in _SIGNED_UNITS:
+                if (0 <= canonical <= MAX_MAGNITUDE) or (
+                    target in _SIGNED_UNITS and -MAX_MAGNITUDE <= canonical <= MAX_MAGNITUDE
+                ):
                     return Reading(time, info.code, period, canonical, target, flag)
     return _validate_value(
         pollutant=pollutant,
@@ -189,6 +195,12 @@ def _validate_value(
         raise ValidationError(
             f"{info.code}: negative value {number} {unit} is not a concentration",
             reason="negative_value",
+        )
+    if not abs(canonical) <= MAX_MAGNITUDE:  # also infinity, from a conversion that overflowed
+        raise ValidationError(
+            f"{info.code}: value {number} {unit} is beyond any instrument's range"
+            f" (magnitude over {MAX_MAGNITUDE:.0e} {target})",
+            reason="value_out_of_range",
         )
     return Reading(
         time=time, pollutant=info.code, period=period, value=canonical, unit=target, flag=flag
