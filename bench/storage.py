@@ -77,18 +77,18 @@ def run(url: str, rows: int, batch: int = 20_000, values: str = "noise") -> dict
         conn.commit()
         conn.autocommit = True
         conn.execute(
-            "vacuum analyze readings"
+            "vacuum analyze reading_values"
             if mode is StorageMode.TIMESCALEDB
             else "vacuum analyze reading_rows"
         )
         size_sql = (
-            "select hypertable_size('readings')"
+            "select hypertable_size('reading_values')"
             if mode is StorageMode.TIMESCALEDB
             else "select pg_total_relation_size('reading_rows')"
             " + pg_total_relation_size('reading_codes')"
         )
         total = conn.execute(size_sql).fetchone()[0]  # type: ignore[index]
-        table = "readings" if mode is StorageMode.TIMESCALEDB else "reading_rows"
+        table = "reading_values" if mode is StorageMode.TIMESCALEDB else "reading_rows"
         heap = conn.execute("select pg_relation_size(%s)", (table,)).fetchone()[0]  # type: ignore[index]
         rollup = (
             conn.execute("select pg_total_relation_size('readings_hourly')").fetchone()[0]  # type: ignore[index]
@@ -100,9 +100,10 @@ def run(url: str, rows: int, batch: int = 20_000, values: str = "noise") -> dict
         if mode is StorageMode.TIMESCALEDB:
             # What the compression policy does to chunks past SUNLIGHT_COMPRESS_AFTER_DAYS.
             conn.execute(
-                "select compress_chunk(c, if_not_compressed => true) from show_chunks('readings') c"
+                "select compress_chunk(c, if_not_compressed => true)"
+                " from show_chunks('reading_values') c"
             )
-            compressed = conn.execute("select hypertable_size('readings')").fetchone()[0] / count  # type: ignore[index]
+            compressed = conn.execute(size_sql).fetchone()[0] / count  # type: ignore[index]
     return {
         "path": 0.0 if mode is StorageMode.POSTGRES else 1.0,
         "readings": count,

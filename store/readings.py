@@ -104,16 +104,24 @@ def write_readings(
 
 
 def _merge_narrow(conn: psycopg.Connection) -> tuple[int, int]:
-    """TimescaleDB: one row per value; the continuous aggregate follows by itself."""
+    """TimescaleDB: one row per value; the continuous aggregate follows by itself.
+
+    A value goes in as exact integer millionths where it is one (store.schema, migration 11:
+    what compression shrinks best), else as the double itself.
+    """
     cur = conn.execute(
         """
-        insert into readings as r (time, device_key, site_key, pollutant, period, value, unit, flag)
-        select time, device_key, site_key, pollutant, period, value, unit, flag from readings_in
+        insert into reading_values as r
+            (time, device_key, site_key, pollutant, period, value_micro, value, unit, flag)
+        select time, device_key, site_key, pollutant, period, m.micro,
+               case when m.micro is null then value end, unit, flag
+        from readings_in, lateral (select micro_units(value) as micro) m
         on conflict (device_key, pollutant, period, time) do update
-            set value = excluded.value, flag = excluded.flag, unit = excluded.unit,
-                site_key = excluded.site_key
-            where (r.value, r.flag, r.unit)
-                  is distinct from (excluded.value, excluded.flag, excluded.unit)
+            set value_micro = excluded.value_micro, value = excluded.value,
+                flag = excluded.flag, unit = excluded.unit, site_key = excluded.site_key
+            where (r.value_micro, r.value, r.flag, r.unit)
+                  is distinct from (excluded.value_micro, excluded.value, excluded.flag,
+                                    excluded.unit)
         returning (xmax = 0)
         """
     )

@@ -39,11 +39,17 @@ class Options:
 Statements = Callable[[Options], Sequence[str | sql.Composed]]
 
 
+def _nothing(_: Options) -> Sequence[str]:
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     name: str
     statements: Statements
+    # Run after the migration commits: statements TimescaleDB refuses inside a transaction.
+    afterwards: Statements = _nothing
 
 
 def _registry(_: Options) -> Sequence[str]:
@@ -143,16 +149,35 @@ _ROLLUP_SELECT = """
            {bucket} as hour,
            count(*) as n,
            count(*) filter (where flag = 'N') as n_valid,
-           avg(value) filter (where flag = 'N') as mean,
-           min(value) filter (where flag = 'N') as min,
-           max(value) filter (where flag = 'N') as max,
-           avg(value) as mean_all,
+           avg({value}) filter (where flag = 'N') as mean,
+           min({value}) filter (where flag = 'N') as min,
+           max({value}) filter (where flag = 'N') as max,
+           avg({value}) as mean_all,
            bit_or(case flag when 'N' then 1 when 'F' then 2 when 'M' then 4 when 'S' then 8
                             when 'D' then 16 when 'C' then 32 when 'T' then 64 when 'B' then 128
                             else 0 end) as flags_mask
-    from readings
+    from {table}
     where period in ('sample', 'minute')
 """
+
+
+def _hourly_aggregate(value: str, table: str) -> list[str]:
+    """TimescaleDB: ``readings_hourly`` as a continuous aggregate of ``table``, its index and
+    refresh policy (late data beyond the policy's window is refreshed by the writer)."""
+    bucket = "time_bucket(interval '1 hour', time)"
+    return [
+        # One index on the series and hour instead of one per grouping column.
+        "create materialized view readings_hourly"
+        " with (timescaledb.continuous, timescaledb.materialized_only = false,"
+        " timescaledb.create_group_indexes = false) as"
+        + _ROLLUP_SELECT.format(bucket=bucket, value=value, table=table)
+        + f" group by device_key, pollutant, period, {bucket} with no data",
+        "create index readings_hourly_series on readings_hourly"
+        " (device_key, pollutant, period, hour)",
+        "select add_continuous_aggregate_policy('readings_hourly',"
+        " start_offset => interval '3 days', end_offset => interval '1 hour',"
+        " schedule_interval => interval '10 minutes')",
+    ]
 
 
 def _readings(opts: Options) -> Sequence[str | sql.Composed]:
@@ -206,19 +231,7 @@ def _readings(opts: Options) -> Sequence[str | sql.Composed]:
             sql.SQL("select add_retention_policy('readings', {}::interval)").format(
                 sql.Literal(f"{opts.retention_days} days")
             ),
-            # One index on the series and hour instead of one per grouping column.
-            "create materialized view readings_hourly"
-            " with (timescaledb.continuous, timescaledb.materialized_only = false,"
-            " timescaledb.create_group_indexes = false) as"
-            + _ROLLUP_SELECT.format(bucket="time_bucket(interval '1 hour', time)")
-            + " group by device_key, pollutant, period, time_bucket(interval '1 hour', time)"
-            " with no data",
-            "create index readings_hourly_series on readings_hourly"
-            " (device_key, pollutant, period, hour)",
-            # Late data beyond this window is refreshed explicitly by the writer.
-            "select add_continuous_aggregate_policy('readings_hourly',"
-            " start_offset => interval '3 days', end_offset => interval '1 hour',"
-            " schedule_interval => interval '10 minutes')",
+            *_hourly_aggregate(value="value", table="readings"),
         ]
     return [
         *common,
@@ -691,6 +704,52 @@ def _dead_letters_once(_: Options) -> Sequence[str]:
     ]
 
 
+# A value's millionths when they give back exactly the same double, else null. Decimal values
+# as devices send them (HJ 212 values are decimal text) almost always fit.
+_MICRO_UNITS = """
+    create function micro_units(v double precision) returns bigint
+    language sql immutable strict parallel safe as $$
+        select m from (select case when abs(v) < 9e12 then round(v * 1e6::float8)::bigint end) s(m)
+        where m::float8 / 1e6::float8 = v
+    $$"""
+# Exactly the double that was stored: the check in micro_units is the same division.
+READING_VALUE = "coalesce(value_micro::float8 / 1e6::float8, value)"
+
+
+def _exact_values(opts: Options) -> Sequence[str]:
+    """TimescaleDB: values stored as integer millionths, so compression can shrink them.
+
+    Compression encodes float columns with Gorilla (XOR of neighbouring doubles), which saves
+    little on decimal measurements: 25.13 and 25.16 share few bits as doubles. As integers
+    (25130000, 25160000) the same series compresses by delta-of-delta to a byte or two. The
+    hypertable becomes ``reading_values``: ``value_micro`` where the value is exactly so many
+    millionths (the check is a round trip, so nothing is ever rounded), else the double in
+    ``value`` (rows stored before this migration keep theirs there). ``readings`` becomes a
+    view with the same columns as before, and the continuous aggregate is rebuilt over it.
+    """
+    if opts.mode is not StorageMode.TIMESCALEDB:
+        return []
+    return [
+        "alter table readings rename to reading_values",
+        "alter table reading_values alter column value drop not null",
+        "alter table reading_values add column value_micro bigint",
+        "alter table reading_values add constraint reading_values_one_value"
+        " check (value is not null or value_micro is not null)",
+        _MICRO_UNITS,
+        "drop materialized view readings_hourly",
+        "create view readings as select time, device_key, site_key, pollutant, period,"  # noqa: S608
+        f" {READING_VALUE} as value, unit, flag from reading_values",
+        *_hourly_aggregate(value=READING_VALUE, table="reading_values"),
+    ]
+
+
+def _refill_hourly_aggregate(opts: Options) -> Sequence[str]:
+    """The rebuilt continuous aggregate starts empty: materialise all stored history once."""
+    if opts.mode is not StorageMode.TIMESCALEDB:
+        return []
+    return ["call refresh_continuous_aggregate('readings_hourly', null, null)"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "registry and dead letters", _registry),
     Migration(2, "readings, hourly rollup, latest values", _readings),
@@ -702,6 +761,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "subscriptions", _subscriptions),
     Migration(9, "indexes for the public API", _api_indexes),
     Migration(10, "dead letters stored once per topic and payload", _dead_letters_once),
+    Migration(
+        11,
+        "readings' values as exact integers of millionths (TimescaleDB)",
+        _exact_values,
+        afterwards=_refill_hourly_aggregate,
+    ),
 )
 
 
@@ -819,6 +884,8 @@ def migrate(
                         "insert into schema_migrations (version, name) values (%s, %s)",
                         (migration.version, migration.name),
                     )
+                for statement in migration.afterwards(opts):
+                    conn.execute(statement)
                 applied.append(migration.version)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))

@@ -5,25 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 
 from domain.readings import Period
-from registry.loader import load_registry
 from store.readings import StoredReading, write_readings
-from store.registry import list_devices
 from store.schema import StorageMode, storage_mode
 from store.sites import hourly_series
-from tests.conftest import EXAMPLE_REGISTRY
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def device(database_url: str) -> dict[str, object]:
-    load_registry(database_url, EXAMPLE_REGISTRY)
-    with psycopg.connect(database_url) as conn:
-        return next(d for d in list_devices(conn) if d["medium"] == "flue_gas")
 
 
 def minutes(

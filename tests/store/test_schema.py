@@ -63,7 +63,7 @@ def test_timescaledb_objects(database_url: str) -> None:
         if storage_mode(conn) is not StorageMode.TIMESCALEDB:
             pytest.skip("timescaledb extension not available on the test server")
         assert conn.execute(
-            "select count(*) from timescaledb_information.hypertables where hypertable_name = 'readings'"
+            "select count(*) from timescaledb_information.hypertables where hypertable_name = 'reading_values'"
         ).fetchone() == (1,)
         jobs = {r[0] for r in conn.execute("select proc_name from timescaledb_information.jobs")}
         assert {
