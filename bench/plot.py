@@ -2,6 +2,7 @@
 
     python -m bench.plot api     # bench/results/api-{1,4,16}.json -> docs/bench-api.png
     python -m bench.plot rules   # bench/results/rules-{1,4,16}.json -> docs/bench-rules.png
+    python -m bench.plot storage # bench/results/storage-*.json -> docs/bench-storage.png
 
 Each panel puts the figures of the 1x, 4x and 16x runs side by side, so growth with the
 volume of history (issue 7 §5) reads at a glance.
@@ -151,6 +152,59 @@ def plot_rules(results: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+STORAGE_TARGETS = {"postgres": 60.0, "timescaledb": 8.0}
+
+
+def plot_storage(directory: Path, out: Path) -> None:
+    """Bytes per stored reading, indexes included, per path and value series, against each
+    path's target: plain PostgreSQL as stored, TimescaleDB after compression (bench.storage)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = sorted(
+        (json.loads(p.read_text()) for p in directory.glob("storage-*.json")),
+        key=lambda r: (r["path"] != "postgres", r["values"]),
+    )
+    if not results:
+        raise SystemExit("no results to plot: run python -m bench.storage first")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for x, r in enumerate(results):
+        timescale = r["path"] == "timescaledb"
+        value = r["compressed_bytes_per_reading"] if timescale else r["bytes_per_reading"]
+        target = STORAGE_TARGETS[r["path"]]
+        ax.bar(x, value, 0.6, color="tab:green" if value <= target else "tab:red")
+        ax.hlines(target, x - 0.4, x + 0.4, colors="black", linestyles="dashed", linewidth=1)
+        ax.annotate(
+            f"{value:.1f} B\n(target ≤ {target:g})",
+            (x, max(value, target)),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(
+        range(len(results)),
+        [
+            ("TimescaleDB\ncompressed" if r["path"] == "timescaledb" else "plain\nPostgreSQL")
+            + f"\n{r['values']} values"
+            for r in results
+        ],
+        fontsize=8,
+    )
+    ax.set_ylabel("bytes per reading, indexes included")
+    ax.set_ylim(0, max(STORAGE_TARGETS.values()) * 1.2)
+    ax.set_title(
+        f"Storage: {int(results[0]['readings']):,} minute readings per run, "
+        f"{max(r['date'] for r in results)[:10]}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def _history_rows(result: dict[str, Any]) -> int:
     rows = result["data"]["rows"]
     return int(rows["readings_hourly"]) + int(rows["judgements"]) + int(rows["readings"])
@@ -229,7 +283,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", choices=("api", "rules", "ingest"))
+    parser.add_argument("benchmark", choices=("api", "rules", "ingest", "storage"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--markdown", action="store_true", help="print the tables instead")
@@ -238,8 +292,8 @@ def main() -> None:
         print(api_tables(load_results(args.benchmark, args.results)))
         return
     out = args.output or ROOT / "docs" / f"bench-{args.benchmark}.png"
-    if args.benchmark == "ingest":
-        plot_ingest(args.results, out)
+    if args.benchmark in ("ingest", "storage"):
+        (plot_ingest if args.benchmark == "ingest" else plot_storage)(args.results, out)
         print(f"wrote {out}")
         return
     plot = plot_rules if args.benchmark == "rules" else plot_api

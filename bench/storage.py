@@ -3,6 +3,10 @@
     python -m bench.storage                 # 1,000,000 readings on a throwaway local cluster
     python -m bench.storage --rows 20000    # smoke size (CI)
     python -m bench.storage --database-url postgresql://…/empty_db
+    python -m bench.plot storage            # docs/bench-storage.png from bench/results/storage-*
+
+At the full size the figures are also recorded in ``bench/results/storage-<path>-<values>.json``
+(``--output`` elsewhere); smaller runs record nothing unless ``--output`` is given.
 
 Readings are synthetic minute data of the example registry's flue-gas devices (5 pollutants),
 written through the same path as ingest (COPY + merge). ``--values noise`` draws every minute
@@ -14,9 +18,13 @@ resolution of two decimals), which is what TimescaleDB's compression sees in pra
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 
@@ -26,6 +34,9 @@ from store.readings import StoredReading, write_readings
 from store.registry import list_devices
 from store.schema import StorageMode, migrate, storage_mode
 from sunlight.cli import default_registry_file
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FULL_ROWS = 1_000_000
 
 POLLUTANTS = (
     ("so2", "mg/m3", 25.0),
@@ -119,11 +130,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=FULL_ROWS)
     parser.add_argument("--values", choices=("noise", "walk"), default="noise")
     parser.add_argument(
         "--database-url", default=None, help="an empty database (default: a throwaway cluster)"
     )
+    parser.add_argument("--output", type=Path, default=None, help="where the JSON results go")
     args = parser.parse_args()
     cluster = None
     url = args.database_url
@@ -145,6 +157,23 @@ def main() -> None:
     print(f"values: {args.values}")
     for name, value in figures.items():
         print(f"{name}: {value:,.1f}")
+    output = args.output
+    if output is None and args.rows == FULL_ROWS:
+        output = RESULTS / f"storage-{path}-{args.values}.json"
+    if output is not None:
+        record = {
+            "path": path,
+            "values": args.values,
+            **figures,
+            "command": "python -m bench.storage"
+            + (" --values walk" if args.values == "walk" else ""),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "load_average": os.getloadavg()[0],
+        }
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"results: {output}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_storage_benchmark_smoke() -> None:
-    """`python -m bench.storage` at a tiny size prints bytes per reading for the path in use."""
+def test_storage_benchmark_smoke(tmp_path: Path) -> None:
+    """`python -m bench.storage` at a tiny size prints bytes per reading for the path in use and
+    records them; `python -m bench.plot storage` draws them."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.storage", "--rows", "5000"],
+        [
+            *(sys.executable, "-m", "bench.storage", "--rows", "5000"),
+            *("--output", str(tmp_path / "storage-smoke.json")),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -27,6 +31,23 @@ def test_storage_benchmark_smoke() -> None:
     assert figures["storage path"] in ("postgres", "timescaledb")
     assert figures["readings"] == "5,000.0"
     assert 10 < float(figures["bytes_per_reading"].replace(",", "")) < 1000
+    recorded = json.loads((tmp_path / "storage-smoke.json").read_text())
+    assert recorded["readings"] == 5000
+    assert recorded["path"] == figures["storage path"]
+    plot = tmp_path / "storage.png"
+    drawn = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.plot", "storage"),
+            *("--results", str(tmp_path), "--output", str(plot)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    assert plot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_api_benchmark_smoke(tmp_path: Path) -> None:
