@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 import sunlight
 from api import errors
+from api.build_process import BuildProcess
 from api.cache import Reuse
 from api.limits import RequestLimits
 from api.middleware import (
@@ -52,9 +53,15 @@ def create_app(settings: Settings) -> FastAPI:
         # stop walking it again each time rebuilt lists add enough objects to set one off
         # (0.4–0.8 s per pass on the loaded benchmark machine, 0 once frozen).
         gc.freeze()
+        # Reused responses are built in a child process, off the GIL requests are served with.
+        builder = app.state.builder = BuildProcess(settings) if settings.api_build_process else None
+        if builder is not None:
+            builder.start()
         try:
             yield
         finally:
+            if builder is not None:
+                builder.close()
             app.state.pool.close()
 
     app = FastAPI(

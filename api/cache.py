@@ -107,9 +107,17 @@ class Reuse:
     """Values by key, rebuilt when older than ``ttl_s``; ``ttl_s <= 0`` builds every time."""
 
     def __init__(
-        self, ttl_s: float, *, max_entries: int = 256, max_bytes: int = 256 * 2**20
+        self,
+        ttl_s: float,
+        *,
+        max_entries: int = 256,
+        max_bytes: int = 256 * 2**20,
+        background: bool = True,
     ) -> None:
         self.ttl_s = ttl_s
+        # False: a stale value is rebuilt before it is returned, never served (what the build
+        # process does with the rows its pages are made of: no request waits there).
+        self.background = background
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -144,8 +152,8 @@ class Reuse:
         return entry.value
 
     def get(self, key: str, build: Callable[[], Any]) -> Any:
-        """The value for ``key``: fresh, else stale while a background rebuild runs, else built
-        now (one builder per key; concurrent callers wait for it)."""
+        """The value for ``key``: fresh, else stale while a background rebuild runs (unless
+        not ``background``), else built now (one builder per key; concurrent callers wait)."""
         if self.ttl_s <= 0:
             return build()
         with self._lock:
@@ -156,7 +164,7 @@ class Reuse:
         now = time.monotonic()
         if entry is not None and now - entry.built_at < self.ttl_s:
             return entry.value
-        if entry is not None:
+        if entry is not None and self.background:
             if key_lock.acquire(blocking=False):
                 threading.Thread(
                     target=self._rebuild, args=(key, build, key_lock), daemon=True
@@ -236,14 +244,38 @@ def response_key(scope: Scope) -> str:
     return f"{scope['path']}?{query.decode('latin-1')}"
 
 
+def _elsewhere(request: Request, build: Callable[[], Body]) -> Callable[[], Body]:
+    """``build``, handed to the app's build process (:mod:`api.build_process`) when it has one
+    that takes it: then the serving process only waits for the bytes, without the GIL. Built
+    here when the process is not there, not ready, or fails."""
+    builder = getattr(request.app.state, "builder", None)
+    if builder is None:
+        return build
+    scope = request.scope
+    path: str = scope["path"]
+    raw_path: bytes = scope.get("raw_path") or path.encode()
+    query: bytes = scope.get("query_string", b"")
+    host = request.headers.get("host", "").encode("latin-1")
+
+    def build_elsewhere() -> Body:
+        body: Body | None = builder.build(path, raw_path, query, host)
+        return build() if body is None else body
+
+    return build_elsewhere
+
+
 async def respond(request: Request, build: Callable[[], Body]) -> Response:
     """The response for this URL (path and query): reused when fresh, without leaving the event
-    loop; built, or its rebuild started, in a worker thread otherwise."""
+    loop; built (by the build process when there is one), or its rebuild started, from a worker
+    thread otherwise. In the build process itself: built every time, never reused."""
     reuse: Reuse = request.app.state.reuse
+    if getattr(request.app.state, "render_only", False):
+        built = await run_in_threadpool(build)
+        return built.response(request)
     key = response_key(request.scope)
     body = reuse.fresh(key)
     if body is None:
-        body = await run_in_threadpool(reuse.get, key, build)
+        body = await run_in_threadpool(reuse.get, key, _elsewhere(request, build))
     assert isinstance(body, Body)
     if body.gzipped is None and body.wants_gzip(request):
         await run_in_threadpool(body.compress)

@@ -168,6 +168,19 @@ class Settings(BaseSettings):
         "its own response reuse and rate-limit counts: a client spreading requests over many "
         "connections may get up to this many times the per-minute limit.",
     )
+    api_build_process: bool = Field(
+        default=True,
+        description="Each API process builds the responses it reuses (lists, the map, series) "
+        "in a child process of its own, so requests never wait while one is built; false "
+        "builds them in the serving process's threads.",
+    )
+    api_build_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="A build the child has not answered within this is done by the serving "
+        "process, and the child is restarted.",
+    )
     public_base_url: str | None = Field(
         default=None, description="Public URL of the API, used in links; defaults to host:port."
     )
