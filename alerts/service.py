@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 LEADER_LOCK_ID = 0x53554E4C + 1
 HOUR_JOB, DAY_JOB = "judge_hour", "judge_day"
 MAX_HOURS_PER_RUN = 48  # catching up after downtime proceeds in slices, oldest first
+DAY = timedelta(days=1)
 
 
 def floor_hour(t: datetime) -> datetime:
@@ -66,15 +67,37 @@ class Engine:
                         through = latest_end - timedelta(hours=self.settings.alerts_backfill_hours)
                     if through + HOUR > latest_end:
                         break
+                    store.forget_rejudging(conn, through, through + HOUR)
                     apply_outcomes(conn, judge_hour(conn, through), reopen_within=reopen)
                     store.set_done_through(conn, HOUR_JOB, through + HOUR)
                     judged += 1
             with conn.transaction():
                 through = store.done_through(conn, HOUR_JOB)
+                span = store.queued_rejudge_span(conn, through) if through else None
+            if span is not None:  # days judged again read the hourly rollup
+                store.materialise_hourly(self.settings.database_url, span[0], span[1] + HOUR)
+            with conn.transaction():
+                through = store.done_through(conn, HOUR_JOB)
                 if through is not None:
-                    for hour in store.take_rejudge_hours(conn, through):
+                    hours = store.take_rejudge_hours(conn, through)
+                    for hour in hours:
                         apply_outcomes(conn, judge_hour(conn, hour), reopen_within=reopen)
+                    self._rejudge_days(conn, hours, reopen)
         return judged
+
+    def _rejudge_days(
+        self, conn: psycopg.Connection, hours: list[datetime], reopen: timedelta
+    ) -> None:
+        """Days already judged that late readings changed are judged again, as their hours
+        are: a daily verdict must not stay 'no data' once the day's data has arrived."""
+        if not hours:
+            return
+        days_through = store.done_through(conn, DAY_JOB)
+        if days_through is None:
+            return
+        for day in sorted({self._day_start(h) for h in hours}):
+            if day + DAY <= days_through:
+                apply_outcomes(conn, judge_day(conn, day, day + DAY), reopen_within=reopen)
 
     def _day_start(self, t: datetime) -> datetime:
         """Start (UTC) of the local day containing ``t``: days follow the devices' clock."""

@@ -274,8 +274,9 @@ def write_hours(
     url: str, devices: list[dict[str, Any]], refs: dict[str, float], first: datetime, hours: int
 ) -> int:
     """Minute data of ``devices`` for ``hours`` from ``first``, then the engine's watermark at
-    the end of it. The rejudge queue is emptied: in service the data arrives within its hour,
-    before the hour is judged, and would queue nothing."""
+    the end of it. The rejudge queue is emptied: these hours stand for ones judged long ago,
+    and judging them again is not what is timed (an hour's own entries, queued by its last
+    minutes arriving after it ended, the engine drops as it judges the hour)."""
     written = 0
     with connect(url, autocommit=True, application="bench-rules") as conn:
         for h in range(hours):

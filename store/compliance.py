@@ -330,6 +330,41 @@ def set_done_through(conn: psycopg.Connection, job: str, through: datetime) -> N
     )
 
 
+def forget_rejudging(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
+    """Drop the queued hours in [start, end) about to be judged for the first time.
+
+    Their readings came in before the judgement (an hour's last minutes arrive just after it
+    ends, so nearly every site queues the hour it just finished): judging it once covers them.
+    Run before the judgement reads anything, in its transaction, so a reading committed later
+    queues its hour again and is judged again."""
+    conn.execute("delete from rejudge_queue where hour >= %s and hour < %s", (start, end))
+
+
+def queued_rejudge_span(
+    conn: psycopg.Connection, through: datetime
+) -> tuple[datetime, datetime] | None:
+    """The first and last queued hour before ``through``: what a re-judge run will read."""
+    row = (
+        conn.cursor(row_factory=tuple_row)
+        .execute("select min(hour), max(hour) from rejudge_queue where hour < %s", (through,))
+        .fetchone()
+    )
+    return (row[0], row[1]) if row and row[0] is not None else None
+
+
+def materialise_hourly(url: str, start: datetime, end: datetime) -> None:
+    """On TimescaleDB, bring the continuous aggregate up to date for [start, end) now.
+
+    Its policy revisits changed hours only every ten minutes, and a day judged again because of
+    late readings must see them. Needs a connection outside any transaction (TimescaleDB
+    refuses otherwise); plain PostgreSQL writes its rollup with the readings."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if storage_mode(conn) is StorageMode.TIMESCALEDB:
+            conn.execute(
+                "call refresh_continuous_aggregate('readings_hourly', %s, %s)", (start, end)
+            )
+
+
 def take_rejudge_hours(
     conn: psycopg.Connection, through: datetime, limit: int = 500
 ) -> list[datetime]:
