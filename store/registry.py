@@ -29,11 +29,28 @@ def _upsert(
     conn: psycopg.Connection,
     table: str,
     key: list[str],
-    row: dict[str, Any],
+    rows: list[dict[str, Any]],
     changes: RegistryChanges,
 ) -> None:
-    """Insert or update one row; an identical row is left untouched (no dead tuple, no count)."""
-    cols = list(row)
+    """Insert or update rows; an identical row is left untouched (no dead tuple, no count).
+    One pipelined batch per set of columns, not a round trip per row: a province's registry is
+    tens of thousands of rows."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(row), []).append(row)
+    for same in by_columns.values():
+        _upsert_same(conn, table, key, same, changes)
+
+
+def _upsert_same(
+    conn: psycopg.Connection,
+    table: str,
+    key: list[str],
+    rows: list[dict[str, Any]],
+    changes: RegistryChanges,
+) -> None:
+    """``_upsert`` of rows that all have the same columns."""
+    cols = list(rows[0])
     others = [c for c in cols if c not in key]
     query = sql.SQL(
         "insert into {table} ({cols}) values ({vals}) on conflict ({key}) do update set {sets}"
@@ -49,21 +66,35 @@ def _upsert(
         old=sql.SQL(", ").join(sql.Identifier(table, c) for c in others),
         new=sql.SQL(", ").join(sql.SQL("excluded.{c}").format(c=sql.Identifier(c)) for c in others),
     )
-    result = conn.execute(query, row).fetchone()
-    if result is None:
-        return
-    (changes.inserted if result[0] else changes.updated)[table] += 1
+    cur = conn.cursor()
+    cur.executemany(query, rows, returning=True)
+    while True:
+        result = cur.fetchone()
+        if result is not None:
+            (changes.inserted if result[0] else changes.updated)[table] += 1
+        if not cur.nextset():
+            break
 
 
-def _ensure_site(
-    conn: psycopg.Connection, site_id: str, kind: str, changes: RegistryChanges
+def _ensure_sites(
+    conn: psycopg.Connection, site_ids: list[str], kind: str, changes: RegistryChanges
 ) -> None:
-    row = conn.execute("select kind from sites where id = %s", (site_id,)).fetchone()
-    if row is None:
-        conn.execute("insert into sites (id, kind) values (%s, %s)", (site_id, kind))
-        changes.inserted["sites"] += 1
-    elif row[0] != kind:
-        raise ValueError(f"site {site_id!r} is already registered as a {row[0]}, not a {kind}")
+    """Every id a site of this kind: new ones added, one registered as another kind refused."""
+    found = conn.execute("select id, kind from sites where id = any(%s)", (site_ids,))
+    known: dict[str, str] = {row[0]: row[1] for row in found}
+    for site_id in site_ids:
+        if known.get(site_id, kind) != kind:
+            raise ValueError(
+                f"site {site_id!r} is already registered as {_a(known[site_id])}, not {_a(kind)}"
+            )
+    new = list(dict.fromkeys(i for i in site_ids if i not in known))
+    if new:
+        conn.execute("insert into sites (id, kind) select unnest(%s::text[]), %s", (new, kind))
+        changes.inserted["sites"] += len(new)
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def write_registry(
@@ -76,34 +107,33 @@ def write_registry(
     """
     changes = RegistryChanges()
     conn.execute("set constraints all deferred")
-    for reg in rows["regulators"]:
-        _upsert(conn, "regulators", ["id"], {**reg, "notify": Jsonb(reg["notify"])}, changes)
-    for dist in rows["districts"]:
-        _upsert(
-            conn, "districts", ["id"], {**dist, "boundary": json.dumps(dist["boundary"])}, changes
-        )
-    for station in rows["stations"]:
-        _ensure_site(conn, station["id"], "station", changes)
-        _upsert(conn, "stations", ["id"], station, changes)
-    for enterprise in rows["enterprises"]:
-        _upsert(conn, "enterprises", ["id"], enterprise, changes)
-    for outlet in rows["outlets"]:
-        _ensure_site(conn, outlet["id"], "outlet", changes)
-        _upsert(conn, "outlets", ["id"], outlet, changes)
-    limits_by_outlet: dict[str, list[dict[str, Any]]] = {o["id"]: [] for o in rows["outlets"]}
-    for limit in rows["permit_limits"]:
-        limits_by_outlet[limit["outlet_id"]].append(limit)
-        _upsert(conn, "permit_limits", ["outlet_id", "pollutant", "period"], limit, changes)
-    for outlet_id, limits in limits_by_outlet.items():
-        keep = [f"{lim['pollutant']}/{lim['period']}" for lim in limits]
+    regulators = [{**reg, "notify": Jsonb(reg["notify"])} for reg in rows["regulators"]]
+    _upsert(conn, "regulators", ["id"], regulators, changes)
+    districts = [{**d, "boundary": json.dumps(d["boundary"])} for d in rows["districts"]]
+    _upsert(conn, "districts", ["id"], districts, changes)
+    _ensure_sites(conn, [s["id"] for s in rows["stations"]], "station", changes)
+    _upsert(conn, "stations", ["id"], rows["stations"], changes)
+    _upsert(conn, "enterprises", ["id"], rows["enterprises"], changes)
+    _ensure_sites(conn, [o["id"] for o in rows["outlets"]], "outlet", changes)
+    _upsert(conn, "outlets", ["id"], rows["outlets"], changes)
+    limits = rows["permit_limits"]
+    _upsert(conn, "permit_limits", ["outlet_id", "pollutant", "period"], limits, changes)
+    if rows["outlets"]:
+        # Each listed outlet keeps exactly the limits the file gives it (none if it gives none).
         cur = conn.execute(
-            "delete from permit_limits where outlet_id = %s"
-            " and not (pollutant || '/' || period = any(%s))",
-            (outlet_id, keep),
+            "delete from permit_limits p where p.outlet_id = any(%s) and not exists ("
+            " select 1 from unnest(%s::text[], %s::text[], %s::text[]) k(outlet_id, pollutant,"
+            " period) where (k.outlet_id, k.pollutant, k.period)"
+            " = (p.outlet_id, p.pollutant, p.period))",
+            (
+                [o["id"] for o in rows["outlets"]],
+                [lim["outlet_id"] for lim in limits],
+                [lim["pollutant"] for lim in limits],
+                [lim["period"] for lim in limits],
+            ),
         )
         changes.deleted["permit_limits"] += cur.rowcount
-    for device in rows["devices"]:
-        _upsert(conn, "devices", ["id"], device, changes)
+    _upsert(conn, "devices", ["id"], rows["devices"], changes)
     return changes
 
 

@@ -94,3 +94,31 @@ def test_site_outside_every_district_is_an_error(database_url: str, tmp_path: Pa
         load_registry(database_url, write(tmp_path, doc))
     with psycopg.connect(database_url) as conn:
         assert conn.execute("select count(*) from regulators").fetchone() == (0,)
+
+
+def test_a_site_id_keeps_its_kind_across_loads(database_url: str, tmp_path: Path) -> None:
+    """A station's id reused by an outlet in a later file is refused, and nothing is written."""
+    load_registry(database_url, write(tmp_path, BASE))
+    doc = copy.deepcopy(BASE)
+    doc["stations"][0]["id"] = "st-2"
+    doc["stations"][0]["devices"][0]["id"] = "aq-2"
+    doc["enterprises"][0]["outlets"][0]["id"] = "st-1"
+    doc["enterprises"][0]["outlets"][0]["devices"][0]["id"] = "cems-2"
+    doc["enterprises"][0]["outlets"][0]["devices"][0]["mn"] = "ABC124"
+    with pytest.raises(
+        ValueError, match="'st-1' is already registered as a station, not an outlet"
+    ):
+        load_registry(database_url, write(tmp_path, doc))
+    with psycopg.connect(database_url) as conn:
+        sites = conn.execute("select id, kind from sites order by id").fetchall()
+    assert sites == [("plant-stack", "outlet"), ("st-1", "station")]
+
+
+def test_an_outlet_whose_limits_are_all_removed_has_none(database_url: str, tmp_path: Path) -> None:
+    load_registry(database_url, write(tmp_path, BASE))
+    doc = copy.deepcopy(BASE)
+    doc["enterprises"][0]["outlets"][0]["limits"] = []
+    changes = load_registry(database_url, write(tmp_path, doc))
+    assert dict(changes.deleted) == {"permit_limits": 1}
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from permit_limits").fetchone() == (0,)
