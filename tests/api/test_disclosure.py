@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from fastapi.testclient import TestClient
 
 from alerts.service import Engine
@@ -106,6 +107,12 @@ def test_enterprise_detail_and_page(api: TestClient, database_url: str) -> None:
     doc = api.get("/api/v1/enterprises/lc-ent-tp-north").json()
     assert [o["id"] for o in doc["outlets"]] == ["lc-tpn-u1", "lc-tpn-u2"]
     assert {lim["pollutant"] for lim in doc["outlets"][0]["limits"]} == {"pm", "so2", "nox"}
+    with psycopg.connect(database_url) as conn:
+        (judged,) = conn.execute(
+            "select count(*) from judgements j join outlets o on o.id = j.site_id"
+            " where o.enterprise_id = 'lc-ent-tp-north'"
+        ).fetchone()  # type: ignore[misc]
+    assert len(doc["judgements"]) == judged > 0  # every judged period of every outlet
     exceed = [j for j in doc["judgements"] if j["verdict"] == "exceedance"]
     assert [(j["outlet"], j["pollutant"], j["mean"], j["limit_value"]) for j in exceed] == [
         ("lc-tpn-u1", "so2", 90.0, 35.0)
