@@ -31,7 +31,9 @@ class Dispatcher:
         self.settings = settings
         self._notifiers: dict[str, Notifier] = {}
 
-    def _notifier(self, channel: str) -> Notifier | None:
+    def notifier(self, channel: str) -> Notifier | None:
+        """The channel's notifier, made once and kept (connections reused); None for e-mail
+        without an SMTP relay configured."""
         if channel not in self._notifiers:
             cls: Any = notifier_class(channel)
             if channel == "email":
@@ -77,7 +79,7 @@ class Dispatcher:
                 target = targets_for(
                     row["regulator_id"], store.channels_of(conn, row["regulator_id"])
                 ).get(channel)
-                notifier = self._notifier(channel)
+                notifier = self.notifier(channel)
                 if target is None or notifier is None:
                     store.record_attempt(
                         conn,

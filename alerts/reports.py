@@ -122,7 +122,7 @@ def send_due(conn: psycopg.Connection, dispatcher: Dispatcher, now: datetime) ->
             target = targets_for(row["regulator_id"], channels_of(conn, row["regulator_id"])).get(
                 channel
             )
-            notifier = dispatcher._notifier(channel)  # shares the episodes' connections
+            notifier = dispatcher.notifier(channel)  # shares the episodes' connections
             if target is None or notifier is None:
                 log_attempt(
                     conn,
