@@ -1,16 +1,16 @@
 """Building reused responses in a process of their own, so that serving never waits for them.
 
 A reused response (:mod:`api.cache`: a list page, the map, a year of hourly means) is built
-in Python: rows converted, shaped and serialised, hundreds of milliseconds for the large ones,
-much of it in C calls that keep the GIL throughout (``json.dumps`` of a year is one call). Built
-in a thread of the serving process, every request in flight waits while a build holds the
-GIL: a crowd's slowest percent waited 0.3–0.9 s on a year series whose bytes the event loop
-alone serves in tens of milliseconds.
+in Python: rows converted, shaped and serialised, a hundred milliseconds and more for the
+large ones, partly in C calls that keep the GIL throughout (fetching a year's 8,760 rows is
+one). Built in a thread of the serving process, every request in flight waits while a build
+holds the GIL: a crowd's slowest percent waited 0.3–0.9 s on a year series whose bytes the
+event loop alone serves in tens of milliseconds.
 
 So the serving process hands each build to a child process: it sends the path and query, the
 child runs that GET through its own copy of the app (same routers, same validation, same
-bytes) and answers with the body, its ETag and its gzip encoding; the serving process only
-receives bytes (one ``recv`` with the GIL released) and swaps them in. The child reuses the
+bytes) and answers with the body and its ETag, then its gzip encoding; the serving process
+only receives bytes (one ``recv`` with the GIL released) and swaps them in. The child reuses the
 station and enterprise rows the pages are made of for ``api_cache_seconds`` like the serving
 process did, but rebuilds them before using them once they are older (never stale rows).
 
@@ -63,6 +63,8 @@ CLOSE_WAIT_S = 5.0
 
 _LENGTH = struct.Struct("!I")
 _READY = "ready"
+_BODY = "body"
+_GZIP = "gzip"
 
 
 class _Unavailable(Exception):
@@ -76,6 +78,8 @@ class _Child:
     process: BaseProcess
     sock: socket.socket
     pending: dict[int, Future[Body]] = field(default_factory=dict)
+    # Bodies answered whose gzip encoding is still to come.
+    compressing: dict[int, Body] = field(default_factory=dict)
     ready: bool = False
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -201,15 +205,24 @@ class BuildProcess:
                     child.ready = True
                     logger.info("the API's build process %s is ready", child.process.pid)
                     continue
-                number, status, media_type, etag, content_len, gzipped_len = meta
-                content = _recv_exact(child.sock, content_len) if content_len else b""
-                gzipped = _recv_exact(child.sock, gzipped_len) if gzipped_len else None
+                if meta[0] == _GZIP:  # a body's encoding, made after the body was sent
+                    _, number, length = meta
+                    gzipped = _recv_exact(child.sock, length)
+                    body = child.compressing.pop(number, None)
+                    if body is not None:
+                        body.offer_gzip(gzipped)
+                    continue
+                _, number, status, media_type, etag, length = meta
+                content = _recv_exact(child.sock, length) if length else b""
                 waiting = child.pending.pop(number, None)
                 if waiting is None:  # given up on (timed out)
                     continue
                 if status == 200:
                     self.answered += 1
-                    waiting.set_result(Body(content, media_type, etag, gzipped))
+                    built = Body(content, media_type, etag)
+                    if len(content) >= GZIP_MIN_BYTES:
+                        child.compressing[number] = built
+                    waiting.set_result(built)
                 else:
                     waiting.set_exception(_Unavailable(f"answered {status}"))
         except (OSError, EOFError, pickle.UnpicklingError, ValueError):
@@ -337,19 +350,20 @@ async def _serve(app: FastAPI, sock: socket.socket) -> None:
             logger.exception("building %s failed", path)
             status, media_type, content = 500, "", b""
         if status != 200:
-            meta: Any = (number, status, "", "", 0, 0)
+            meta: Any = (_BODY, number, status, "", "", 0)
             await asyncio.to_thread(_send_frame, sock, send_lock, meta)
             return
         body = Body.of(content, media_type)
-        # Compressed here, once: browsers ask for gzip, and the serving process need not.
-        gzipped = (
-            await asyncio.to_thread(gzip.compress, content, GZIP_LEVEL, mtime=0)
-            if len(content) >= GZIP_MIN_BYTES
-            else b""
-        )
-        meta = (number, status, media_type, body.etag, len(content), len(gzipped))
-        await asyncio.to_thread(_send_frame, sock, send_lock, meta, content, gzipped)
-        del body, content, gzipped
+        meta = (_BODY, number, status, media_type, body.etag, len(content))
+        await asyncio.to_thread(_send_frame, sock, send_lock, meta, content)
+        if len(content) >= GZIP_MIN_BYTES:
+            # Compressed here, once, after the body went (requests waiting for it need not
+            # wait for this too): browsers ask for gzip, and the serving process need not.
+            gzipped = await asyncio.to_thread(gzip.compress, content, GZIP_LEVEL, mtime=0)
+            meta = (_GZIP, number, len(gzipped))
+            await asyncio.to_thread(_send_frame, sock, send_lock, meta, gzipped)
+            del gzipped
+        del body, content
         await asyncio.to_thread(memory.release_free_memory)
 
     def started(request: Any) -> None:

@@ -79,6 +79,13 @@ class Body:
                 self.gzipped = gzip.compress(self.content, GZIP_LEVEL, mtime=0)
             return self.gzipped
 
+    def offer_gzip(self, gzipped: bytes) -> None:
+        """The gzip encoding made elsewhere (:mod:`api.build_process`), kept unless one was
+        made here meanwhile."""
+        with self._compressing:
+            if self.gzipped is None:
+                self.gzipped = gzipped
+
     def response(self, request: Request | Headers) -> Response:
         """200 with the body (gzip-encoded when the client accepts it), or 304 when the client
         already holds this representation's ETag. Call :meth:`compress` first off the event
