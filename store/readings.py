@@ -107,14 +107,14 @@ def _merge_narrow(conn: psycopg.Connection) -> tuple[int, int]:
     """TimescaleDB: one row per value; the continuous aggregate follows by itself.
 
     A value goes in as exact integer millionths where it is one (store.schema, migration 11:
-    what compression shrinks best), else as the double itself.
+    what compression shrinks best; the double column then holds NaN), else as the double.
     """
     cur = conn.execute(
         """
         insert into reading_values as r
             (time, device_key, site_key, pollutant, period, value_micro, value, unit, flag)
         select time, device_key, site_key, pollutant, period, m.micro,
-               case when m.micro is null then value end, unit, flag
+               case when m.micro is null then value else 'NaN' end, unit, flag
         from readings_in, lateral (select micro_units(value) as micro) m
         on conflict (device_key, pollutant, period, time) do update
             set value_micro = excluded.value_micro, value = excluded.value,

@@ -716,7 +716,9 @@ _MICRO_UNITS = """
                     then round(v * 1e6::float8)::bigint end
     $$"""
 # Exactly the double that was stored: the check in micro_units is the same division.
-READING_VALUE = "coalesce(value_micro::float8 / 1e6::float8, value)"
+READING_VALUE = (
+    "case when value_micro is null then value else value_micro::float8 / 1e6::float8 end"
+)
 
 
 def _exact_values(opts: Options) -> Sequence[str]:
@@ -726,18 +728,21 @@ def _exact_values(opts: Options) -> Sequence[str]:
     little on decimal measurements: 25.13 and 25.16 share few bits as doubles. As integers
     (25130000, 25160000) the same series compresses by delta-of-delta to a byte or two. The
     hypertable becomes ``reading_values``: ``value_micro`` where the value is exactly so many
-    millionths (the check is a round trip, so nothing is ever rounded), else the double in
-    ``value`` (rows stored before this migration keep theirs there). ``readings`` becomes a
-    view with the same columns as before, and the continuous aggregate is rebuilt over it.
+    millionths (the check is a round trip, so nothing is ever rounded), else null and the
+    double in ``value`` (rows stored before this migration keep theirs there). ``readings``
+    becomes a view with the same columns as before, and the continuous aggregate is rebuilt
+    over it.
+
+    Where ``value_micro`` holds the value, ``value`` holds NaN, never a reading (non-finite
+    values are refused at ingest), and compressed to nothing: not null, because TimescaleDB
+    before 2.18 refuses ``DROP NOT NULL`` (and new constraints) on a hypertable with
+    compression enabled, and the docker-compose deployment runs 2.17.
     """
     if opts.mode is not StorageMode.TIMESCALEDB:
         return []
     return [
         "alter table readings rename to reading_values",
-        "alter table reading_values alter column value drop not null",
         "alter table reading_values add column value_micro bigint",
-        "alter table reading_values add constraint reading_values_one_value"
-        " check (value is not null or value_micro is not null)",
         _MICRO_UNITS,
         "drop materialized view readings_hourly",
         "create view readings as select time, device_key, site_key, pollutant, period,"  # noqa: S608
