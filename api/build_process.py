@@ -235,14 +235,15 @@ class BuildProcess:
                 if not waiting.done():
                     waiting.set_exception(_Unavailable("the build process exited"))
             child.pending.clear()
+        if closed:  # close() stops it
+            return
         self._stop(child)
-        if not closed:
-            logger.warning(
-                "the API's build process %s exited (code %s); starting another",
-                child.process.pid,
-                child.process.exitcode,
-            )
-            self.start()
+        logger.warning(
+            "the API's build process %s exited (code %s); starting another",
+            child.process.pid,
+            child.process.exitcode,
+        )
+        self.start()
 
     def build(self, path: str, raw_path: bytes, query: bytes, host: bytes) -> Body | None:
         """The response body the child builds for ``GET path?query``, or None when it cannot
