@@ -16,11 +16,18 @@ Phases, one stream definition for all of them:
    readings/s committed is read from its Prometheus counter, which moves only after commit;
 3. paced — the stream published at the target rate for the sustained window, while a probe
    device publishes a message every 100 ms and the bench polls PostgreSQL for it: the
-   publish-to-queryable latency (p50/p99) under that load;
+   publish-to-queryable latency (p50/p99) under that load (``--paced-ingestors 2``: two
+   ingestors on a ``$share`` subscription);
 4. shared — two ingestors on a ``$share`` subscription at full speed: the scaling factor;
 5. prepare — in process, no broker or database: the ingestor's parse-and-validate step
    (``ingest.batch.prepare_batch``) over the same stream's messages in batches of 2,000,
    timed in CPU seconds of this process, so the figure holds steady on a shared machine.
+
+PostgreSQL runs durable, with the settings docs/operations.md recommends for ingest
+(``--postgres test``: as the test suite runs it, without fsync, synchronous commit or
+full-page writes, as this benchmark did before). Publishers build their messages before the
+clock starts. Each phase with ingestors reports their CPU and PostgreSQL's (all its
+processes) in microseconds per stored reading, steadier than readings/s on a shared machine.
 
 Results go to stdout and to ``bench/results/ingest-<label>.json``.
 """
@@ -75,6 +82,18 @@ POLLUTANTS = (
     ("humidity", "%", "a01014", 9.0),
 )
 PASSWORD = "123456"
+# PostgreSQL as an operator runs it for ingest (docs/operations.md, "PostgreSQL for ingest"):
+# durable (fsync, synchronous commit and full-page writes at their defaults, on), with room
+# for the working set, checkpoints far enough apart that full-page images stay rare, and
+# autovacuum prompt enough for tables whose every row is updated once a minute.
+OPERATOR_SETTINGS = {
+    "shared_buffers": "2GB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "15min",
+    "wal_compression": "lz4",
+    "autovacuum_naptime": "10s",
+    "autovacuum_vacuum_cost_limit": "2000",
+}
 
 
 @dataclass(frozen=True)
@@ -232,9 +251,15 @@ def _publisher(  # noqa: PLR0917 - a multiprocessing target takes positional arg
 ) -> None:
     """Publish messages ``indices`` with QoS 1; ``rate`` messages/s in total, or full speed."""
     host, port, user, password = broker
+    # The devices' own work, building each message, is done before the clock starts: in the
+    # field it happens on the devices, not on the machine under test.
+    messages = [stream.message(i) for i in indices]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
     client.username_pw_set(user, password)
-    client.max_inflight_messages_set(1000)
+    # No in-flight cap in paho (0): with a cap, paho walks its whole table of unacknowledged
+    # messages on every PUBACK, which cost the publishers half their CPU. The throttle below
+    # bounds what is in flight instead.
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     acked = 0
     done = threading.Event()
@@ -251,12 +276,11 @@ def _publisher(  # noqa: PLR0917 - a multiprocessing target takes positional arg
     ready.set()
     go.wait()
     began = time.monotonic()
-    for n, i in enumerate(indices):
-        topic, payload = stream.message(i)
+    for n, (topic, payload) in enumerate(messages):
         client.publish(topic, payload, qos=1)
         if rate is not None:
             ahead = began + n / rate - time.monotonic()
-            if ahead > 0:
+            if ahead > 0.005:  # a few messages at a time: a sleep per message costs CPU
                 time.sleep(ahead)
         elif n % 2000 == 1999:
             # Full speed, but never more than ~20,000 messages ahead of the broker's acks.
@@ -416,8 +440,9 @@ def publish(
         p.start()
         procs.append(p)
         readies.append(ready)
-    for r in readies:
-        r.wait(60)
+    for r in readies:  # each publisher builds its messages first: a minute or so for millions
+        if not r.wait(900):
+            raise RuntimeError("a publisher did not get ready")
     go.set()
     results = [out.get(timeout=900) for _ in procs]
     for p in procs:
@@ -438,6 +463,7 @@ class Bench:
     publishers: int
     logs: Path
     history: int
+    postgres_pid: int | None = None  # the postmaster: PostgreSQL's CPU per reading
 
     def endpoint(self, account: str) -> tuple[str, int, str, str]:
         return ("127.0.0.1", self.broker.port, account, self.auth.account(account).password)
@@ -481,7 +507,7 @@ class Bench:
         stream = self.stream()  # one clock reading: its minutes are the ones counted below
         pids: list[int] = []
         with ingestors(ingestor_count, url, self.broker, self.auth, self.logs, pids=pids) as ports:
-            cpu_before = cpu_seconds(pids)
+            cpu_before, pg_before = cpu_seconds(pids), self.postgres_cpu()
             samples: list[tuple[float, int]] = []
             stop = threading.Event()
 
@@ -506,6 +532,7 @@ class Bench:
             sampler.join()
             final = stored(ports)
             cpu = cpu_seconds(pids) - cpu_before
+            pg_cpu = self.postgres_cpu() - pg_before
         steady = _steady_rate(samples, expected)
         if not steady > 0:  # too short to sample (smoke): the whole run's average
             steady = final / (ended - began)
@@ -517,15 +544,20 @@ class Bench:
             "lost": max(expected - final, 0),
             "readings_per_s": steady,
             "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
+            "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
             "ingestors": ingestor_count,
             "publish_seconds": seconds,
         } | _database_counts(url, stream.start - timedelta(days=1))
 
-    def paced(self, rate_readings: float, seconds: float, name: str) -> dict[str, float]:
+    def paced(
+        self, rate_readings: float, seconds: float, name: str, ingestor_count: int = 1
+    ) -> dict[str, float]:
         url = self.database(name)
         messages = int(rate_readings / VALUES_PER_MESSAGE * seconds)
         stream = self.stream()
-        with ingestors(1, url, self.broker, self.auth, self.logs) as ports:
+        pids: list[int] = []
+        with ingestors(ingestor_count, url, self.broker, self.auth, self.logs, pids=pids) as ports:
+            cpu_before, pg_before = cpu_seconds(pids), self.postgres_cpu()
             result: dict[str, Any] = {}
 
             def load() -> None:
@@ -547,10 +579,14 @@ class Bench:
             everything = expected + probes_sent - unanswered
             wait_until(lambda: stored(ports) >= everything, 600, "ingest to catch up")
             lag = time.monotonic() - result["done"]
+            final = stored(ports)
+            cpu = cpu_seconds(pids) - cpu_before
+            pg_cpu = self.postgres_cpu() - pg_before
         latencies.sort()
         return {
             "target_readings_per_s": rate_readings,
             "seconds": seconds,
+            "ingestors": ingestor_count,
             "published": result["acked"],
             "offered_readings_per_s": expected / result["seconds"],
             "catch_up_after_publishing_s": lag,
@@ -560,7 +596,29 @@ class Bench:
             "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
             "latency_p99_ms": 1000 * _percentile(latencies, 0.99),
             "latency_max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+            "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
+            "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
         } | _database_counts(url, stream.start - timedelta(days=1))
+
+    def postgres_cpu(self) -> float:
+        """CPU seconds PostgreSQL has used so far: the postmaster, its live processes and
+        those it has reaped (autovacuum workers come and go)."""
+        if self.postgres_pid is None:
+            return float("nan")
+        try:
+            fields = Path(f"/proc/{self.postgres_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        # utime, stime, then cutime, cstime: children already waited for
+        ticks = sum(int(f) for f in fields[11:15])
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with suppress(OSError):
+                child = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(child[1]) == self.postgres_pid:
+                    ticks += int(child[11]) + int(child[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def prepare_rate(stream: Stream, messages: int, batch: int = 2000) -> dict[str, float]:
@@ -700,6 +758,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300_000, help="per full-speed phase")
     parser.add_argument("--target", type=float, default=30_000, help="readings/s, paced phase")
     parser.add_argument("--seconds", type=float, default=300, help="paced phase length")
+    parser.add_argument(
+        "--paced-ingestors",
+        type=int,
+        default=1,
+        help="ingestors in the paced phase (more than one: a $share subscription)",
+    )
+    parser.add_argument(
+        "--postgres",
+        choices=("operator", "test"),
+        default="operator",
+        help="PostgreSQL durable with the settings of docs/operations.md (operator), or as"
+        " the tests run it, without fsync, synchronous commit or full-page writes (test)",
+    )
     parser.add_argument("--history", type=int, default=0, help="readings stored beforehand")
     parser.add_argument("--label", default=None)
     parser.add_argument(
@@ -716,7 +787,7 @@ def main() -> None:
 
     from tests.servers import PostgresCluster
 
-    cluster = PostgresCluster()
+    cluster = PostgresCluster(settings=OPERATOR_SETTINGS if args.postgres == "operator" else None)
     cluster.start()
     with tempfile.TemporaryDirectory(prefix="sunlight-bench-") as tmp:
         root = Path(tmp)
@@ -736,7 +807,15 @@ def main() -> None:
                 return cluster.url(name)
 
             bench = Bench(
-                url_for, broker, auth, registry, args.devices, args.publishers, root, args.history
+                url_for,
+                broker,
+                auth,
+                registry,
+                args.devices,
+                args.publishers,
+                root,
+                args.history,
+                int((cluster.datadir / "postmaster.pid").read_text().split()[0]),
             )
             figures: dict[str, Any] = {
                 "label": label,
@@ -745,6 +824,7 @@ def main() -> None:
                 "devices": args.devices,
                 "values_per_message": VALUES_PER_MESSAGE,
                 "history_readings": args.history,
+                "postgres": args.postgres,
                 "loadavg_start": os.getloadavg(),
             }
             phases = set(args.phases.split(","))
@@ -758,8 +838,14 @@ def main() -> None:
                 figures["ingest"] = bench.ingest(args.messages, 1, "ingest_one")
                 report("ingest, one ingestor, full speed", figures["ingest"])
             if "paced" in phases:
-                figures["paced"] = bench.paced(args.target, args.seconds, "ingest_paced")
-                report(f"ingest paced at {args.target:,.0f} readings/s", figures["paced"])
+                figures["paced"] = bench.paced(
+                    args.target, args.seconds, "ingest_paced", args.paced_ingestors
+                )
+                report(
+                    f"ingest paced at {args.target:,.0f} readings/s,"
+                    f" {args.paced_ingestors} ingestor(s)",
+                    figures["paced"],
+                )
             if "shared" in phases:
                 figures["shared"] = bench.ingest(args.messages, 2, "ingest_two")
                 report("ingest, two ingestors ($share), full speed", figures["shared"])

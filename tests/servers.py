@@ -36,10 +36,14 @@ class PostgresCluster:
     """A throwaway cluster: ``start()``, ``stop()``, ``url(db)``; ``stop(); start()`` restarts.
 
     With ``SUNLIGHT_TEST_TIMESCALEDB=1`` it preloads TimescaleDB (which must be installed).
+    Without ``settings`` it runs as tests want it, fast and not crash-safe (no fsync, no
+    synchronous commit, no full-page writes); with them (name → value), durable as deployed,
+    plus those settings: what benchmarks use, so they measure what an operator would run.
     """
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sunlight-pg-")))
     port: int = field(default_factory=free_port)
+    settings: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.bindir = _pg_bindir()
@@ -66,10 +70,11 @@ class PostgresCluster:
         )
 
     def start(self) -> None:
-        opts = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if self.settings is None:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        else:
+            opts += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         if os.environ.get("SUNLIGHT_TEST_TIMESCALEDB") == "1":
             # No job scheduler: its session in the template database makes cloning it fail,
             # and policies firing mid-test would make the rollup's contents timing-dependent.
