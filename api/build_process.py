@@ -15,9 +15,10 @@ station and enterprise rows the pages are made of for ``api_cache_seconds`` like
 process did, but rebuilds them before using them once they are older (never stale rows).
 
 The serving process never depends on the child: until it is ready, while it restarts, when a
-build there fails or takes longer than ``api_build_timeout_s``, the build runs in the serving
-process as before (an error response is always the serving process's own). A child that dies
-is started again; one that does not answer in time is killed and started again.
+build there fails or the child answers nothing for ``api_build_timeout_s``, the build runs in
+the serving process as before (an error response is always the serving process's own). A
+child that dies is started again; one that answers nothing in time is killed and started
+again.
 
 Children are forked from a forkserver that imported the app once: a child costs a fork, not
 an interpreter's start and imports, and shares nothing with the serving process's threads.
@@ -81,6 +82,7 @@ class _Child:
     # Bodies answered whose gzip encoding is still to come.
     compressing: dict[int, Body] = field(default_factory=dict)
     ready: bool = False
+    answered_at: float = 0.0  # time.monotonic() of its latest answer
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -201,6 +203,7 @@ class BuildProcess:
         try:
             while True:
                 meta = _recv_meta(child.sock)
+                child.answered_at = time.monotonic()
                 if meta == _READY:
                     child.ready = True
                     logger.info("the API's build process %s is ready", child.process.pid)
@@ -247,7 +250,9 @@ class BuildProcess:
 
     def build(self, path: str, raw_path: bytes, query: bytes, host: bytes) -> Body | None:
         """The response body the child builds for ``GET path?query``, or None when it cannot
-        (not ready, gone, not a 200, too slow): then the caller builds it itself."""
+        (not ready, gone, not a 200, stuck): then the caller builds it itself. A child merely
+        busy with a crowd's builds is waited for; one that answered nothing for
+        ``api_build_timeout_s`` while this waited is killed (and started again)."""
         with self._lock:
             child = self._child
             if child is None:
@@ -259,15 +264,22 @@ class BuildProcess:
             waiting: Future[Body] = Future()
             child.pending[number] = waiting
         try:
+            sent = time.monotonic()
             _send_frame(child.sock, child.send_lock, (number, path, raw_path, query, host))
-            return waiting.result(timeout=self.timeout_s)
+            while True:
+                try:
+                    return waiting.result(timeout=self.timeout_s)
+                except FutureTimeout:
+                    # Busy (a crowd's builds queue there) or stuck: stuck when it has answered
+                    # nothing at all for as long.
+                    if time.monotonic() - max(sent, child.answered_at) >= self.timeout_s:
+                        raise
         except FutureTimeout:
             child.pending.pop(number, None)
             logger.error(
-                "the API's build process %s took over %.0f s for %s; restarting it",
+                "the API's build process %s answered nothing for %.0f s; restarting it",
                 child.process.pid,
                 self.timeout_s,
-                path,
             )
             self._kill(child)
             return None

@@ -178,8 +178,9 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         le=600,
-        description="A build the child has not answered within this is done by the serving "
-        "process, and the child is restarted.",
+        description="A build child that answers nothing for this long while builds wait for "
+        "it is presumed stuck: killed and started again, those builds done by the serving "
+        "process.",
     )
     public_base_url: str | None = Field(
         default=None, description="Public URL of the API, used in links; defaults to host:port."
