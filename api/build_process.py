@@ -224,6 +224,7 @@ class BuildProcess:
                     self.answered += 1
                     built = Body(content, media_type, etag)
                     if len(content) >= GZIP_MIN_BYTES:
+                        built.gzip_due = threading.Event()
                         child.compressing[number] = built
                     waiting.set_result(built)
                 else:
@@ -238,6 +239,10 @@ class BuildProcess:
                 if not waiting.done():
                     waiting.set_exception(_Unavailable("the build process exited"))
             child.pending.clear()
+            for body in child.compressing.values():
+                if body.gzip_due is not None:
+                    body.gzip_due.set()  # not coming: made here when first wanted
+            child.compressing.clear()
         if closed:  # close() stops it
             return
         self._stop(child)

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 # would spend tens of milliseconds of CPU on every large response (the map page is megabytes).
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
+# How long a background rebuild waits for an encoding made elsewhere before swapping in the
+# body without it (it is then made here, when first wanted).
+GZIP_DUE_WAIT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -54,6 +57,9 @@ class Body:
     etag: str
     gzipped: bytes | None = None
     _compressing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Set when an encoding being made elsewhere (:mod:`api.build_process`) has arrived, or
+    # will not: a background rebuild swaps the body in with it, not before.
+    gzip_due: threading.Event | None = field(default=None, repr=False, compare=False)
 
     @property
     def raw_media_type(self) -> bytes:
@@ -85,6 +91,8 @@ class Body:
         with self._compressing:
             if self.gzipped is None:
                 self.gzipped = gzipped
+        if self.gzip_due is not None:
+            self.gzip_due.set()
 
     def response(self, request: Request | Headers) -> Response:
         """200 with the body (gzip-encoded when the client accepts it), or 304 when the client
@@ -189,7 +197,12 @@ class Reuse:
 
     def _rebuild(self, key: str, build: Callable[[], Any], key_lock: threading.Lock) -> None:
         try:
-            self._put(key, build(), build)
+            value = build()
+            if isinstance(value, Body) and value.gzip_due is not None:
+                # The stale body, encoded, is served until the new one's encoding is here
+                # too: a crowd of browsers need not compress it in the serving process.
+                value.gzip_due.wait(GZIP_DUE_WAIT_S)
+            self._put(key, value, build)
         except Exception:
             # The stale value keeps being served; the next request past its age tries again.
             logger.exception("rebuilding %s failed", key)

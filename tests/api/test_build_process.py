@@ -4,6 +4,7 @@ a child that dies or hangs costs a restart, never a failed request."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.build_process import BuildProcess
-from api.cache import GZIP_MIN_BYTES, Reuse
+from api.cache import GZIP_MIN_BYTES, Body, Reuse
 from registry.loader import load_registry
 from sunlight.settings import Settings
 from tests.conftest import EXAMPLE_REGISTRY
@@ -163,18 +164,23 @@ def test_a_stuck_child_is_killed_and_the_build_done_here(registry: str) -> None:
 
 def test_stale_responses_are_rebuilt_by_the_child(registry: str) -> None:
     """Past api_cache_seconds the stale body is served once more while the child rebuilds
-    it, and the rebuilt one is served next."""
+    it, and the rebuilt one is served next, already gzip-encoded (swapped in with the child's
+    encoding, not before)."""
     with _client(registry, api_cache_seconds=0.5) as api:
         builder = _builder(api)
         reuse: Reuse = api.app.state.reuse  # type: ignore[attr-defined]
-        path = "/api/v1/enterprises?limit=2"
-        key = path  # its path and query: api.cache.response_key
+        path = "/api/v1/stations"
+        key = path + "?"  # its path and query: api.cache.response_key
         first = api.get(path, headers=IDENTITY)
         assert builder.answered == 1
         _until(lambda: reuse.fresh(key) is None)
         stale = api.get(path, headers=IDENTITY)
         assert stale.headers["etag"] == first.headers["etag"]
         _until(lambda: builder.answered == 2 and reuse.fresh(key) is not None)
+        rebuilt = reuse.fresh(key)
+        assert isinstance(rebuilt, Body) and len(rebuilt.content) >= GZIP_MIN_BYTES
+        assert rebuilt.gzipped is not None
+        assert gzip.decompress(rebuilt.gzipped) == rebuilt.content
 
 
 def test_reuse_without_background_never_returns_a_stale_value() -> None:
