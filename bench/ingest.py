@@ -426,8 +426,11 @@ def publish(
     *,
     rate: float | None,
     publishers: int,
+    started: threading.Event | None = None,
 ) -> tuple[int, float]:
-    """Publish messages [first, first+count) from ``publishers`` processes; return (acked, s)."""
+    """Publish messages [first, first+count) from ``publishers`` processes; return (acked, s).
+
+    ``started`` is set when the publishers, their messages built, begin to publish."""
     ctx = mp.get_context("spawn")
     out: Any = ctx.Queue()
     go = ctx.Event()
@@ -444,6 +447,8 @@ def publish(
         if not r.wait(900):
             raise RuntimeError("a publisher did not get ready")
     go.set()
+    if started is not None:
+        started.set()
     results = [out.get(timeout=900) for _ in procs]
     for p in procs:
         p.join(30)
@@ -551,7 +556,7 @@ class Bench:
 
     def paced(
         self, rate_readings: float, seconds: float, name: str, ingestor_count: int = 1
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         url = self.database(name)
         messages = int(rate_readings / VALUES_PER_MESSAGE * seconds)
         stream = self.stream()
@@ -560,6 +565,8 @@ class Bench:
             cpu_before, pg_before = cpu_seconds(pids), self.postgres_cpu()
             result: dict[str, Any] = {}
 
+            started = threading.Event()
+
             def load() -> None:
                 result["acked"], result["seconds"] = publish(
                     self.endpoint(SIMULATOR),
@@ -567,12 +574,16 @@ class Bench:
                     messages,
                     rate=rate_readings / VALUES_PER_MESSAGE,
                     publishers=self.publishers,
+                    started=started,
                 )
                 result["done"] = time.monotonic()
 
             loader = threading.Thread(target=load)
             loader.start()
-            latencies, probes_sent, unanswered = probe_latencies(self, url, stream, loader)
+            # Probes only under load: not while the publishers are still building messages.
+            while loader.is_alive() and not started.wait(0.1):
+                pass
+            timed, probes_sent, unanswered = probe_latencies(self, url, stream, loader)
             loader.join()
             expected = result["acked"] * VALUES_PER_MESSAGE
             # The ingestor's counter includes the probes' one reading each.
@@ -582,7 +593,10 @@ class Bench:
             final = stored(ports)
             cpu = cpu_seconds(pids) - cpu_before
             pg_cpu = self.postgres_cpu() - pg_before
-        latencies.sort()
+        latencies = sorted(latency for _sent, latency in timed)
+        by_minute: dict[int, list[float]] = {}
+        for sent, latency in timed:
+            by_minute.setdefault(int(sent // 60), []).append(latency)
         return {
             "target_readings_per_s": rate_readings,
             "seconds": seconds,
@@ -596,6 +610,10 @@ class Bench:
             "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
             "latency_p99_ms": 1000 * _percentile(latencies, 0.99),
             "latency_max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+            # Minute by minute of the run (by when the probe was sent): a stall shows where.
+            "latency_p99_ms_by_minute": [
+                round(1000 * _percentile(sorted(by_minute[m]), 0.99)) for m in sorted(by_minute)
+            ],
             "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
             "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
         } | _database_counts(url, stream.start - timedelta(days=1))
@@ -664,7 +682,7 @@ def prepare_rate(stream: Stream, messages: int, batch: int = 2000) -> dict[str, 
 
 def probe_latencies(
     bench: Bench, url: str, stream: Stream, loader: threading.Thread
-) -> tuple[list[float], int, int]:
+) -> tuple[list[tuple[float, float]], int, int]:
     """Every 100 ms a probe device (the stream's last device) publishes a fresh sample, one
     second after the last, in the day before the stream's minutes; the time until PostgreSQL
     answers it is a latency."""
@@ -675,14 +693,14 @@ def probe_latencies(
     client.loop_start()
     probe = bench.devices - 1
     sent: dict[datetime, float] = {}
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []  # (seconds since the first probe, latency)
     base = stream.start - timedelta(days=1)
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("select key from devices where id = %s", (device_id(probe),)).fetchone()
         assert row is not None
         key = row[0]
         n, seen = 0, base
-        next_send = time.monotonic()
+        began = next_send = time.monotonic()
         while loader.is_alive() or sent:
             now = time.monotonic()
             if loader.is_alive() and now >= next_send:
@@ -706,7 +724,8 @@ def probe_latencies(
             arrived = time.monotonic()
             for (t,) in rows:
                 if t in sent:
-                    latencies.append(arrived - sent.pop(t))
+                    at = sent.pop(t)
+                    latencies.append((at - began, arrived - at))
                 seen = max(seen, t)
             if not loader.is_alive() and sent and arrived - max(sent.values()) > 30:
                 break  # a probe never arrived: counted as unanswered
@@ -874,10 +893,13 @@ def main() -> None:
             cluster.destroy()
 
 
-def report(title: str, figures: dict[str, float]) -> None:
+def report(title: str, figures: dict[str, Any]) -> None:
     print(f"== {title}")
     for name, value in figures.items():
-        print(f"  {name}: {value:,.1f}" if isinstance(value, float) else f"  {name}: {value:,}")
+        if isinstance(value, list):
+            print(f"  {name}: {', '.join(f'{v:,}' for v in value)}")
+        else:
+            print(f"  {name}: {value:,.1f}" if isinstance(value, float) else f"  {name}: {value:,}")
     sys.stdout.flush()
 
 
