@@ -6,7 +6,8 @@ responses already say ``Cache-Control: public, max-age=60``). An entry past its 
 once more while one background thread rebuilds it (stale-while-revalidate), so no request of a
 crowd waits for a rebuild; only the first request for a key builds while the others for that
 key wait for it (single flight). Entries are bounded in number and bytes, least recently used
-evicted first.
+evicted first. Responses are built by the API's build process when it has one
+(:mod:`api.build_process`), so that no build holds the GIL the event loop serves with.
 """
 
 from __future__ import annotations
