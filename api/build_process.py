@@ -62,6 +62,9 @@ RESTART_AFTER_S = 2.0
 # How long closing waits for the child to finish its builds in flight and exit.
 CLOSE_WAIT_S = 5.0
 
+# Rendered by a new child before it says it is ready (the serving process builds until then).
+WARM_PATHS = ("/api/v1/stations", "/api/v1/enterprises")
+
 _LENGTH = struct.Struct("!I")
 _READY = "ready"
 _BODY = "body"
@@ -397,7 +400,18 @@ async def _serve(app: FastAPI, sock: socket.socket) -> None:
             loop.call_soon_threadsafe(closed.set)
 
     async with app.router.lifespan_context(app):
-        await asyncio.to_thread(_send_frame, sock, send_lock, _READY)
+        # The rows every list, popup and map page is made of, built once before the first
+        # build is taken: a fresh process works out every station's AQI (seconds with
+        # thousands; memoised after), better now than in a crowd's first rebuild.
+        for path in WARM_PATHS:
+            try:
+                await _render(app, path, path.encode(), b"limit=1", b"")
+            except Exception:
+                logger.exception("warming %s failed", path)
+        try:
+            await asyncio.to_thread(_send_frame, sock, send_lock, _READY)
+        except OSError:
+            return  # the serving process closed while this warmed up
         threading.Thread(target=read, name="sunlight-build-read", daemon=True).start()
         await closed.wait()
         if tasks:
