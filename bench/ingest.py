@@ -408,15 +408,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def stored(ports: list[int]) -> int:
-    """Readings committed so far, from the ingestors' own counters."""
+def stored(ports: list[int], metric: str = "sunlight_ingest_readings_stored_total") -> int:
+    """Readings committed so far (or another counter), from the ingestors' own counters."""
     total = 0.0
     for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             for line in resp.read().decode().splitlines():
-                if line.startswith("sunlight_ingest_readings_stored_total"):
+                if line.startswith(metric + " "):
                     total += float(line.split()[-1])
     return int(total)
+
+
+def per_batch(ports: list[int]) -> float:
+    """Readings per committed batch: how full batches are (the broker's in-flight window, 1,000
+    messages per client, caps them: the ingestor acknowledges only after commit)."""
+    batches = stored(ports, "sunlight_ingest_batch_seconds_count")
+    return stored(ports) / batches if batches else float("nan")
 
 
 def publish(
@@ -538,6 +545,7 @@ class Bench:
             final = stored(ports)
             cpu = cpu_seconds(pids) - cpu_before
             pg_cpu = self.postgres_cpu() - pg_before
+            batch = per_batch(ports)
         steady = _steady_rate(samples, expected)
         if not steady > 0:  # too short to sample (smoke): the whole run's average
             steady = final / (ended - began)
@@ -550,6 +558,7 @@ class Bench:
             "readings_per_s": steady,
             "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
             "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
+            "readings_per_batch": batch,
             "ingestors": ingestor_count,
             "publish_seconds": seconds,
         } | _database_counts(url, stream.start - timedelta(days=1))
@@ -593,6 +602,7 @@ class Bench:
             final = stored(ports)
             cpu = cpu_seconds(pids) - cpu_before
             pg_cpu = self.postgres_cpu() - pg_before
+            batch = per_batch(ports)
         latencies = sorted(latency for _sent, latency in timed)
         by_minute: dict[int, list[float]] = {}
         for sent, latency in timed:
@@ -616,6 +626,7 @@ class Bench:
             ],
             "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
             "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
+            "readings_per_batch": batch,
         } | _database_counts(url, stream.start - timedelta(days=1))
 
     def postgres_cpu(self) -> float:
