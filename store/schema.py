@@ -763,6 +763,23 @@ def _judgements_unchecked(_: Options) -> Sequence[str]:
     return ["alter table judgements drop constraint if exists judgements_site_id_fkey"]
 
 
+def _room_for_hot_updates(opts: Options) -> Sequence[str]:
+    """Half of each page left free in the tables every ingest batch updates row by row.
+
+    Every batch updates one ``latest_readings`` row per site and pollutant and, on plain
+    PostgreSQL, one ``readings_hourly`` row per device and pollutant: about one row update per
+    reading. On full pages (fillfactor 100) almost none can stay on their page, so each writes
+    new index entries and a row version elsewhere, and the tables bloat until vacuum catches
+    up; with room on the page they are heap-only updates. Measured (3 M readings, durable):
+    99 % same-page updates instead of 2-21 %, WAL 1.1 GB instead of 2.0 GB, database CPU per
+    reading 17.2 µs instead of 23.6. Existing pages keep their layout until rewritten.
+    """
+    statements = ["alter table latest_readings set (fillfactor = 50)"]
+    if opts.mode is StorageMode.POSTGRES:  # a continuous aggregate on TimescaleDB
+        statements.append("alter table readings_hourly set (fillfactor = 50)")
+    return statements
+
+
 def _refill_hourly_aggregate(opts: Options) -> Sequence[str]:
     """The rebuilt continuous aggregate starts empty: materialise all stored history once."""
     if opts.mode is not StorageMode.TIMESCALEDB:
@@ -788,6 +805,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         afterwards=_refill_hourly_aggregate,
     ),
     Migration(12, "judgements without a per-row foreign-key check", _judgements_unchecked),
+    Migration(13, "room on the page for ingest's row updates", _room_for_hot_updates),
 )
 
 

@@ -74,3 +74,19 @@ def test_timescaledb_objects(database_url: str) -> None:
         assert conn.execute(
             "select count(*) from timescaledb_information.continuous_aggregates where view_name = 'readings_hourly'"
         ).fetchone() == (1,)
+
+
+def test_tables_ingest_updates_leave_room_on_their_pages(database_url: str) -> None:
+    """The rollup (plain path) and the latest values keep half of each page free, so ingest's
+    per-batch row updates stay on their page (heap-only) instead of bloating the tables."""
+    with psycopg.connect(database_url) as conn:
+        mode = storage_mode(conn)
+        options = dict(
+            conn.execute(
+                "select relname, reloptions from pg_class"
+                " where relname in ('latest_readings', 'readings_hourly') and relkind = 'r'"
+            ).fetchall()
+        )
+    assert options["latest_readings"] == ["fillfactor=50"]
+    if mode is StorageMode.POSTGRES:
+        assert options["readings_hourly"] == ["fillfactor=50"]
