@@ -710,7 +710,7 @@ def probe_latencies(
         row = conn.execute("select key from devices where id = %s", (device_id(probe),)).fetchone()
         assert row is not None
         key = row[0]
-        n, seen = 0, base
+        n = 0
         began = next_send = time.monotonic()
         while loader.is_alive() or sent:
             now = time.monotonic()
@@ -727,17 +727,18 @@ def probe_latencies(
                 )
                 n += 1
                 next_send += 0.1
+            # The probes still awaited, by their own times: with several ingestors they may be
+            # committed out of order, so "after the newest seen" would miss an earlier one.
             rows = conn.execute(
                 "select time from readings where device_key = %s and period = 'sample'"
-                " and time > %s and time < %s",  # the probe's minutes only
-                (key, seen, base + timedelta(days=1)),
+                " and time = any(%s)",
+                (key, list(sent)),
             ).fetchall()
             arrived = time.monotonic()
             for (t,) in rows:
                 if t in sent:
                     at = sent.pop(t)
                     latencies.append((at - began, arrived - at))
-                seen = max(seen, t)
             if not loader.is_alive() and sent and arrived - max(sent.values()) > 30:
                 break  # a probe never arrived: counted as unanswered
             time.sleep(0.005)

@@ -271,7 +271,8 @@ def plot_ingest(directory: Path, out: Path) -> None:
         ax.set_ylim(bottom=0)
     ax.set_xlabel("readings already stored, millions (log)")
     ax.set_ylabel("readings/s committed, one ingestor")
-    ax.set_title("Growth: ingest rate vs history")
+    when = f", runs of {growth[0]['date'][:10]}" if growth else ""
+    ax.set_title(f"Growth: ingest rate vs history{when}", fontsize=9)
     fig.suptitle(f"Ingest end to end, {main_run['machine']}, {main_run['date'][:10]}")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
