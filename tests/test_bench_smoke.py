@@ -12,19 +12,27 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_storage_benchmark_smoke(tmp_path: Path) -> None:
-    """`python -m bench.storage` at a tiny size prints bytes per reading for the path in use and
-    records them; `python -m bench.plot storage` draws them."""
-    out = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.storage", "--rows", "5000"),
-            *("--output", str(tmp_path / "storage-smoke.json")),
-        ],
+def bench_module(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` from the repository root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
+    )
+
+
+def test_storage_benchmark_smoke(tmp_path: Path) -> None:
+    """`python -m bench.storage` at a tiny size prints bytes per reading for the path in use and
+    records them; `python -m bench.plot storage` draws them."""
+    out = bench_module(
+        [
+            *("bench.storage", "--rows", "5000"),
+            *("--output", str(tmp_path / "storage-smoke.json")),
+        ],
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     figures = dict(line.split(": ", 1) for line in out.stdout.splitlines())
@@ -35,16 +43,12 @@ def test_storage_benchmark_smoke(tmp_path: Path) -> None:
     assert recorded["readings"] == 5000
     assert recorded["path"] == figures["storage path"]
     plot = tmp_path / "storage.png"
-    drawn = subprocess.run(
+    drawn = bench_module(
         [
-            *(sys.executable, "-m", "bench.plot", "storage"),
+            *("bench.plot", "storage"),
             *("--results", str(tmp_path), "--output", str(plot)),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert drawn.returncode == 0, drawn.stderr
     assert plot.read_bytes().startswith(b"\x89PNG")
@@ -54,13 +58,8 @@ def test_api_benchmark_smoke(tmp_path: Path) -> None:
     """`python -m bench.api --smoke` loads every public endpoint and its do-nothing twin on a
     tiny registry and prints sane throughput, latency and ratio figures, without errors;
     `python -m bench.plot api` draws its results."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.api", "--smoke", "--output", str(tmp_path / "api-1.json")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    out = bench_module(
+        ["bench.api", "--smoke", "--output", str(tmp_path / "api-1.json")], timeout=300
     )
     assert out.returncode == 0, out.stderr
     figures = dict(line.split(": ", 1) for line in out.stdout.splitlines())
@@ -84,16 +83,12 @@ def test_api_benchmark_smoke(tmp_path: Path) -> None:
     assert float(figures["stations_cold_ms"]) > 0
     assert 0 < float(figures["ratio_stations_to_baseline"]) < 10
     assert figures["target_ratio"] in ("met", "not met")
-    plot = subprocess.run(
+    plot = bench_module(
         [
-            *(sys.executable, "-m", "bench.plot", "api"),
+            *("bench.plot", "api"),
             *("--results", str(tmp_path), "--output", str(tmp_path / "api.png")),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "api.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -102,14 +97,7 @@ def test_api_benchmark_smoke(tmp_path: Path) -> None:
 def test_rules_benchmark_smoke() -> None:
     """`python -m bench.rules --smoke` judges an hour of 40 outlets through the engine, checks
     every verdict against a recomputation from the minutes, and prints engine and floor times."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.rules", "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = bench_module(["bench.rules", "--smoke"], timeout=300)
     assert out.returncode == 0, out.stderr
     figures = {
         name: float(value.replace(",", ""))
@@ -131,14 +119,7 @@ def test_ingest_benchmark_smoke(tmp_path: Path) -> None:
     paced with latency probes, two ingestors on a shared subscription) through a real
     Mosquitto and PostgreSQL and stores every published reading exactly once."""
     output = tmp_path / "ingest.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.ingest", "--smoke", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = bench_module(["bench.ingest", "--smoke", "--output", str(output)], timeout=300)
     assert out.returncode == 0, out.stderr
     figures = json.loads(output.read_text())
     assert figures["ceiling"]["received"] == figures["ceiling"]["messages"]
