@@ -38,21 +38,21 @@ def _upsert(
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_columns.setdefault(tuple(row), []).append(row)
-    for same in by_columns.values():
-        _upsert_same(conn, table, key, same, changes)
+    cur = conn.cursor()
+    for cols, same in by_columns.items():
+        cur.executemany(_upsert_query(table, key, list(cols)), same, returning=True)
+        while True:
+            result = cur.fetchone()
+            if result is not None:
+                (changes.inserted if result[0] else changes.updated)[table] += 1
+            if not cur.nextset():
+                break
 
 
-def _upsert_same(
-    conn: psycopg.Connection,
-    table: str,
-    key: list[str],
-    rows: list[dict[str, Any]],
-    changes: RegistryChanges,
-) -> None:
-    """``_upsert`` of rows that all have the same columns."""
-    cols = list(rows[0])
+def _upsert_query(table: str, key: list[str], cols: list[str]) -> sql.Composed:
+    """The upsert of one row with these columns, changing nothing when nothing differs."""
     others = [c for c in cols if c not in key]
-    query = sql.SQL(
+    return sql.SQL(
         "insert into {table} ({cols}) values ({vals}) on conflict ({key}) do update set {sets}"
         " where ({old}) is distinct from ({new}) returning (xmax = 0) as inserted"
     ).format(
@@ -66,14 +66,6 @@ def _upsert_same(
         old=sql.SQL(", ").join(sql.Identifier(table, c) for c in others),
         new=sql.SQL(", ").join(sql.SQL("excluded.{c}").format(c=sql.Identifier(c)) for c in others),
     )
-    cur = conn.cursor()
-    cur.executemany(query, rows, returning=True)
-    while True:
-        result = cur.fetchone()
-        if result is not None:
-            (changes.inserted if result[0] else changes.updated)[table] += 1
-        if not cur.nextset():
-            break
 
 
 def _ensure_sites(
