@@ -376,14 +376,17 @@ async def _serve(app: FastAPI, sock: socket.socket) -> None:
             return
         body = Body.of(content, media_type)
         meta = (_BODY, number, status, media_type, body.etag, len(content))
-        await asyncio.to_thread(_send_frame, sock, send_lock, meta, content)
-        if len(content) >= GZIP_MIN_BYTES:
-            # Compressed here, once, after the body went (requests waiting for it need not
-            # wait for this too): browsers ask for gzip, and the serving process need not.
-            gzipped = await asyncio.to_thread(gzip.compress, content, GZIP_LEVEL, mtime=0)
-            meta = (_GZIP, number, len(gzipped))
-            await asyncio.to_thread(_send_frame, sock, send_lock, meta, gzipped)
-            del gzipped
+        try:
+            await asyncio.to_thread(_send_frame, sock, send_lock, meta, content)
+            if len(content) >= GZIP_MIN_BYTES:
+                # Compressed here, once, after the body went (requests waiting for it need not
+                # wait for this too): browsers ask for gzip, and the serving process need not.
+                gzipped = await asyncio.to_thread(gzip.compress, content, GZIP_LEVEL, mtime=0)
+                meta = (_GZIP, number, len(gzipped))
+                await asyncio.to_thread(_send_frame, sock, send_lock, meta, gzipped)
+                del gzipped
+        except OSError:
+            return  # the serving process closed its end: nobody is waiting for this any more
         del body, content
         await asyncio.to_thread(memory.release_free_memory)
 
@@ -408,6 +411,9 @@ async def _serve(app: FastAPI, sock: socket.socket) -> None:
                 await _render(app, path, path.encode(), b"limit=1", b"")
             except Exception:
                 logger.exception("warming %s failed", path)
+        # Only the memoised AQI is kept: rows read before the first build asked for are not
+        # reused, so nothing written after a child started is missing from its first pages.
+        app.state.reuse.clear()
         try:
             await asyncio.to_thread(_send_frame, sock, send_lock, _READY)
         except OSError:

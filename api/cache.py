@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -34,9 +35,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from api.geojson import iso
 from sunlight import memory
 
 logger = logging.getLogger(__name__)
+_ZERO = timedelta(0)
 
 
 # Compressing once, on the first request that accepts gzip, not per request: GZipMiddleware
@@ -196,6 +199,12 @@ class Reuse:
             self._put(key, value, build)
             return value
 
+    def clear(self) -> None:
+        """Forget every value: the next request for each builds it anew."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     def _rebuild(self, key: str, build: Callable[[], Any], key_lock: threading.Lock) -> None:
         try:
             value = build()
@@ -236,24 +245,32 @@ class Reuse:
 def json_body(content: Any) -> Body:
     """JSON as FastAPI's JSONResponse writes it (UTF-8, compact), serialised once.
 
-    By orjson: the same bytes for what the API serves (times already strings, floats, ints,
-    text; other types through FastAPI's encoder) in a twentieth to a fortieth of the time —
-    a year of hourly means is 3 ms instead of 110 — and floats in their shortest exact form
-    (``1e-5`` where the standard library writes ``1e-05``). NaN and infinities, which ingest
-    never stores, become null. What orjson refuses (integers past 64 bits, keys that are not
-    text) is written by the standard library instead."""
+    By orjson: the same bytes for what the API serves (floats, ints, text; UTC times as
+    :func:`api.geojson.iso` writes them, ``2026-11-24T01:00:00Z``; other types through
+    FastAPI's encoder) in a twentieth to a fortieth of the time — a year of hourly means is
+    3 ms instead of 110 — and floats in their shortest exact form (``1e-5`` where the standard
+    library writes ``1e-05``). NaN and infinities, which ingest never stores, become null.
+    What orjson refuses (integers past 64 bits, keys that are not text) is written by the
+    standard library instead, times likewise."""
     try:
-        data = orjson.dumps(content, default=jsonable_encoder)
+        data = orjson.dumps(content, default=jsonable_encoder, option=orjson.OPT_UTC_Z)
     except (orjson.JSONEncodeError, TypeError):
         text = json.dumps(
             content,
             ensure_ascii=False,
             allow_nan=False,
             separators=(",", ":"),
-            default=jsonable_encoder,
+            default=_encode,
         )
         data = text.encode()
     return Body.of(data, "application/json")
+
+
+def _encode(value: Any) -> Any:
+    """What orjson writes, for the standard library: UTC times with 'Z', others as given."""
+    if isinstance(value, datetime):
+        return iso(value) if value.utcoffset() == _ZERO else value.isoformat()
+    return jsonable_encoder(value)
 
 
 def reused(request: Request, key: str, build: Callable[[Connection], Any]) -> Any:

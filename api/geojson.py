@@ -24,6 +24,15 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def utc_times(values: list[datetime]) -> list[datetime]:
+    """Times left for :func:`api.cache.json_body` to write as :func:`iso` does (orjson, in C: a
+    year of hours in 1 ms instead of 14); converted first only if some are not in UTC, which
+    the API's database sessions always are."""
+    if all(value.utcoffset() == _ZERO for value in values):
+        return values
+    return [value.astimezone(UTC) for value in values]
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)

@@ -162,6 +162,19 @@ def test_a_stuck_child_is_killed_and_the_build_done_here(registry: str) -> None:
         assert builder.answered == before + 1
 
 
+def test_a_new_child_serves_nothing_read_before_it_was_asked(registry: str) -> None:
+    """A child warms up on the station and enterprise lists when it starts; what it read
+    then is not reused: values stored after it was ready are on the first page it builds."""
+    with _client(registry) as api:
+        builder = _builder(api)
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        write_minutes(registry, "aqms-lc-old-town", hour, {"pm25": (75.0, "ug/m3")})
+        stations = api.get("/api/v1/stations", headers=IDENTITY).json()["features"]
+        assert builder.answered == 1
+        old_town = next(f["properties"] for f in stations if f["id"] == "lc-aq-old-town")
+        assert old_town["aqi"] is not None and old_town["aqi"]["primary"] == ["pm25"]
+
+
 def test_stale_responses_are_rebuilt_by_the_child(registry: str) -> None:
     """Past api_cache_seconds the stale body is served once more while the child rebuilds
     it, and the rebuilt one is served next, already gzip-encoded (swapped in with the child's
