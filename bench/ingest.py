@@ -327,7 +327,7 @@ def _null_subscriber(
     finished.wait(900)
     client.disconnect()
     client.loop_stop()
-    out.put((count, first, last))
+    out.put((count, first, last, time.process_time()))
 
 
 @contextmanager
@@ -406,6 +406,53 @@ def cpu_seconds(pids: list[int]) -> float:
             return float("nan")
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+class MachineCPU:
+    """The whole machine's CPU (every core, every process: publishers, broker, ingestors,
+    PostgreSQL), sampled in the background, so a phase can say how busy the machine was over
+    its measured window and what all of it spent per reading there."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.samples: list[tuple[float, float, float]] = []  # (monotonic, busy s, all s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    @staticmethod
+    def read() -> tuple[float, float]:
+        """(busy, all) CPU seconds since boot, summed over cores (Linux ``/proc/stat``)."""
+        ticks = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        idle = ticks[3] + ticks[4]  # idle and iowait
+        per_s = os.sysconf("SC_CLK_TCK")
+        return (sum(ticks) - idle) / per_s, sum(ticks) / per_s
+
+    def _run(self, interval_s: float) -> None:
+        while True:
+            with suppress(OSError):
+                self.samples.append((time.monotonic(), *self.read()))
+            if self._stop.wait(interval_s):
+                return
+
+    def __enter__(self) -> MachineCPU:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float, readings: float) -> dict[str, float]:
+        """Busy share of all cores, and busy CPU µs per reading, from ``start`` to ``end``
+        (``time.monotonic()``, the same clock in every process here)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2 or readings <= 0:
+            return {}
+        (_t0, busy0, all0), (_t1, busy1, all1) = inside[0], inside[-1]
+        share = (inside[-1][0] - inside[0][0]) / (end - start)  # of the window sampled
+        return {
+            "machine_cpu_busy": (busy1 - busy0) / (all1 - all0),
+            "machine_cpu_us_per_reading": 1e6 * (busy1 - busy0) / (readings * share),
+        }
 
 
 def stored(ports: list[int], metric: str = "sunlight_ingest_readings_stored_total") -> int:
@@ -501,10 +548,15 @@ class Bench:
         )
         sub.start()
         ready.wait(60)
-        acked, _seconds = publish(
-            self.endpoint(SIMULATOR), self.stream(), messages, rate=None, publishers=self.publishers
-        )
-        count, first, last = out.get(timeout=900)
+        with MachineCPU() as machine:
+            acked, _seconds = publish(
+                self.endpoint(SIMULATOR),
+                self.stream(),
+                messages,
+                rate=None,
+                publishers=self.publishers,
+            )
+            count, first, last, sub_cpu = out.get(timeout=900)
         sub.join(30)
         rate = (count - 1) / (last - first) if last > first else float("nan")
         return {
@@ -512,7 +564,8 @@ class Bench:
             "published": acked,
             "received": count,
             "readings_per_s": rate * VALUES_PER_MESSAGE,
-        }
+            "subscriber_cpu_us_per_reading": 1e6 * sub_cpu / (count * VALUES_PER_MESSAGE),
+        } | machine.between(first, last, (count - 1) * VALUES_PER_MESSAGE)
 
     def ingest(self, messages: int, ingestor_count: int, name: str) -> dict[str, float]:
         url = self.database(name)
@@ -530,15 +583,16 @@ class Bench:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             began = time.monotonic()
-            acked, seconds = publish(
-                self.endpoint(SIMULATOR),
-                stream,
-                messages,
-                rate=None,
-                publishers=self.publishers,
-            )
-            expected = acked * VALUES_PER_MESSAGE
-            wait_until(lambda: stored(ports) >= expected, 900, "ingest to catch up")
+            with MachineCPU() as machine:
+                acked, seconds = publish(
+                    self.endpoint(SIMULATOR),
+                    stream,
+                    messages,
+                    rate=None,
+                    publishers=self.publishers,
+                )
+                expected = acked * VALUES_PER_MESSAGE
+                wait_until(lambda: stored(ports) >= expected, 900, "ingest to catch up")
             ended = time.monotonic()
             stop.set()
             sampler.join()
@@ -549,19 +603,24 @@ class Bench:
         steady = _steady_rate(samples, expected)
         if not steady > 0:  # too short to sample (smoke): the whole run's average
             steady = final / (ended - began)
-        return {
-            "messages": messages,
-            "published": acked,
-            "readings_expected": expected,
-            "readings_stored": final,
-            "lost": max(expected - final, 0),
-            "readings_per_s": steady,
-            "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
-            "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
-            "readings_per_batch": batch,
-            "ingestors": ingestor_count,
-            "publish_seconds": seconds,
-        } | _database_counts(url, stream.start - timedelta(days=1))
+        window = _steady_window(samples, expected)
+        return (
+            {
+                "messages": messages,
+                "published": acked,
+                "readings_expected": expected,
+                "readings_stored": final,
+                "lost": max(expected - final, 0),
+                "readings_per_s": steady,
+                "ingestor_cpu_us_per_reading": 1e6 * cpu / final if final else float("nan"),
+                "postgres_cpu_us_per_reading": 1e6 * pg_cpu / final if final else float("nan"),
+                "readings_per_batch": batch,
+                "ingestors": ingestor_count,
+                "publish_seconds": seconds,
+            }
+            | machine.between(*window)
+            | _database_counts(url, stream.start - timedelta(days=1))
+        )
 
     def paced(
         self, rate_readings: float, seconds: float, name: str, ingestor_count: int = 1
@@ -749,11 +808,19 @@ def probe_latencies(
 
 def _steady_rate(samples: list[tuple[float, int]], expected: int) -> float:
     """Committed readings/s between 10 % and 90 % of the stream (no warm-up, no tail)."""
+    t0, t1, readings = _steady_window(samples, expected)
+    return readings / (t1 - t0) if t1 > t0 else float("nan")
+
+
+def _steady_window(samples: list[tuple[float, int]], expected: int) -> tuple[float, float, int]:
+    """(start, end, readings committed in between) of the 10 %–90 % part of the stream."""
     inside = [(t, n) for t, n in samples if 0.1 * expected <= n <= 0.9 * expected]
     if len(inside) < 2:
         inside = samples[:1] + samples[-1:]
+    if not inside:
+        return 0.0, 0.0, 0
     (t0, n0), (t1, n1) = inside[0], inside[-1]
-    return (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
+    return t0, t1, n1 - n0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -885,6 +952,21 @@ def main() -> None:
                     figures["ingest"]["readings_per_s"] / figures["ceiling"]["readings_per_s"]
                 )
                 print(f"ratio ingest / ceiling: {figures['ratio_to_ceiling']:.2f}")
+                # Both phases keep the machine busy: their rates stand in the inverse ratio of
+                # what the whole machine spends per reading in each (what storing adds to
+                # publishing, brokering and receiving).
+                c, i = figures["ceiling"], figures["ingest"]
+                if "machine_cpu_us_per_reading" in c and "machine_cpu_us_per_reading" in i:
+                    figures["machine_cpu_ratio"] = (
+                        c["machine_cpu_us_per_reading"] / i["machine_cpu_us_per_reading"]
+                    )
+                    print(
+                        "whole machine's CPU per reading, ceiling / ingest:"
+                        f" {c['machine_cpu_us_per_reading']:.1f} /"
+                        f" {i['machine_cpu_us_per_reading']:.1f} µs"
+                        f" (busy {c['machine_cpu_busy']:.0%} / {i['machine_cpu_busy']:.0%});"
+                        f" their ratio {figures['machine_cpu_ratio']:.2f}"
+                    )
             if {"shared", "ingest"} <= phases:
                 figures["scaling_two_ingestors"] = (
                     figures["shared"]["readings_per_s"] / figures["ingest"]["readings_per_s"]

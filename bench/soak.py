@@ -9,8 +9,9 @@ as in ``bench.ingest``), with simulated time ``--speedup`` times faster than the
 a Mosquitto enforcing accounts, into a real ingestor; the alerts engine and the API run beside
 them, each as its own process, on a throwaway PostgreSQL cluster. Every ``--every`` seconds the
 bench times one request to each of ``/api/v1/stations``, ``/api/v1/enterprises`` and ``/map``,
-reads the ingestor's stored-readings counter and the memory of every process
-(one request to each endpoint before the load starts warms the API up and is not counted).
+reads the ingestor's stored-readings counter and the memory of every process (the API's
+with its build process and forkserver; one request to each endpoint before the load starts
+warms the API up and is not counted).
 
 It prints tables: latency percentiles per endpoint against the budget of ``bench.api``, ingest
 published/stored/lag, and each process's memory in each tenth of the run. Memory is each
@@ -147,6 +148,12 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def tree_pss_kib(pid: int) -> int:
+    """Memory of a process and all its descendants: the API with its build process, the
+    forkserver that forks it, and multiprocessing's resource tracker."""
+    return pss_kib(pid) + sum(tree_pss_kib(child) for child in children_of(pid))
+
+
 def get_ms(url: str) -> tuple[int, float]:
     started = time.perf_counter()
     try:
@@ -233,7 +240,7 @@ def soak(devices: int, seconds: float, speedup: float, every: float, label: str)
                     stored_now=lambda: stored(metrics_port),
                     memory={
                         "ingest": lambda: pss_kib(procs[2].pid),
-                        "api": lambda: pss_kib(procs[0].pid),
+                        "api, with its build process": lambda: tree_pss_kib(procs[0].pid),
                         "alerts": lambda: pss_kib(procs[1].pid),
                         "mosquitto": lambda: pss_kib(broker.process.pid) if broker.process else 0,
                         "postgres, backends' own": lambda: postgres_memory(
