@@ -240,7 +240,7 @@ def soak(devices: int, seconds: float, speedup: float, every: float, label: str)
                     stored_now=lambda: stored(metrics_port),
                     memory={
                         "ingest": lambda: pss_kib(procs[2].pid),
-                        "api, with its build process": lambda: tree_pss_kib(procs[0].pid),
+                        "api": lambda: tree_pss_kib(procs[0].pid),
                         "alerts": lambda: pss_kib(procs[1].pid),
                         "mosquitto": lambda: pss_kib(broker.process.pid) if broker.process else 0,
                         "postgres, backends' own": lambda: postgres_memory(
