@@ -62,7 +62,7 @@ from domain.hj212 import CpData, Frame, build_frame, make_flag
 from registry.broker_auth import INGEST, SIMULATOR, BrokerAuth, generate_broker_auth
 from registry.loader import load_registry
 from registry.model import read_registry_file
-from store.schema import migrate
+from store.schema import migrate, storage_mode
 from sunlight.brokers import MosquittoServer, free_port, port_open, wait_until
 from sunlight.cli import default_registry_file
 
@@ -523,6 +523,7 @@ class Bench:
     logs: Path
     history: int
     postgres_pid: int | None = None  # the postmaster: PostgreSQL's CPU per reading
+    storage: str | None = None  # the storage path the phases' databases were migrated to
 
     def endpoint(self, account: str) -> tuple[str, int, str, str]:
         return ("127.0.0.1", self.broker.port, account, self.auth.account(account).password)
@@ -534,6 +535,9 @@ class Bench:
     def database(self, name: str) -> str:
         url: str = self.url_for(name)
         migrate(url)
+        with psycopg.connect(url) as conn:
+            mode = storage_mode(conn)
+            self.storage = mode.value if mode is not None else None
         load_registry(url, self.registry)
         # History ends before the probes' day (start - 1 day), so probes always write new minutes.
         prefill_history(url, self.history, self.stream().start - timedelta(days=2))
@@ -972,6 +976,7 @@ def main() -> None:
                     figures["shared"]["readings_per_s"] / figures["ingest"]["readings_per_s"]
                 )
                 print(f"scaling, two ingestors / one: {figures['scaling_two_ingestors']:.2f}")
+            figures["storage"] = bench.storage  # "timescaledb" with SUNLIGHT_TEST_TIMESCALEDB=1
             figures["loadavg_end"] = os.getloadavg()
             print(
                 "load average start / end: "
