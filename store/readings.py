@@ -75,6 +75,21 @@ def write_readings(
     unique = _dedupe(rows)
     if not unique:
         return WriteResult(0, 0, len(rows), None)
+    _stage(conn, unique)
+    if mode is StorageMode.POSTGRES:
+        inserted, updated = _merge_wide(conn, unique)
+    else:
+        inserted, updated = _merge_narrow(conn)
+    _update_latest(conn)
+    _queue_rejudging(conn)
+    rolled = [r[0] for r in unique if r[4] in _ROLLED_UP]  # time, period
+    touched = (_hour(min(rolled)), _hour(max(rolled))) if rolled else None
+    return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
+
+
+def _stage(conn: psycopg.Connection, rows: Sequence[StoredReading]) -> None:
+    """The batch into ``readings_in``, the transaction's staging table every statement of the
+    write reads from."""
     conn.execute(
         "create temp table if not exists readings_in (time timestamptz, device_key integer,"
         " site_key integer, pollutant text, period averaging_period, value double precision,"
@@ -90,17 +105,8 @@ def write_readings(
         # A StoredReading is the COPY row as it is: its fields are the columns in order, and
         # Period and Flag are str enums, dumped as their text.
         write_row = copy.write_row
-        for r in unique:
+        for r in rows:
             write_row(r)
-    if mode is StorageMode.POSTGRES:
-        inserted, updated = _merge_wide(conn, unique)
-    else:
-        inserted, updated = _merge_narrow(conn)
-    _update_latest(conn)
-    _queue_rejudging(conn)
-    rolled = [r[0] for r in unique if r[4] in _ROLLED_UP]  # time, period
-    touched = (_hour(min(rolled)), _hour(max(rolled))) if rolled else None
-    return WriteResult(inserted, updated, len(rows) - inserted - updated, touched)
 
 
 def _merge_narrow(conn: psycopg.Connection) -> tuple[int, int]:
@@ -229,7 +235,13 @@ _ROLLUP_AGGREGATES = f"""
     max(value) filter (where flag = 'N'), avg(value), {_FLAG_BITS},
     coalesce(sum(value) filter (where flag = 'N'), 0), sum(value)
 """
-_ROLLUP_GROUP = f" group by device_key, {_POLLUTANT_C}, period, {_HOUR}"
+# Grouped, and written in the order of the rollup's key: two ingestors (a $share subscription)
+# whose batches touch the same hours then lock those rows in one order and cannot deadlock,
+# whatever order a hash aggregate would have emitted them in.
+_ROLLUP_GROUP = (
+    f" group by device_key, {_POLLUTANT_C}, period, {_HOUR}"
+    f" order by device_key, {_POLLUTANT_C}, period, {_HOUR}"
+)
 
 # Constant text assembled once; every value is a bound parameter.
 _ROLLUP_ADD = (
@@ -297,8 +309,9 @@ def _queue_rejudging(conn: psycopg.Connection) -> None:
 # Constant text assembled once.
 _REJUDGE = (
     "insert into rejudge_queue (site_key, hour)"  # noqa: S608
-    f" select distinct site_key, {_HOUR} from readings_in"
-    " where time < date_trunc('hour', now(), 'UTC') on conflict do nothing"
+    f" select distinct site_key, {_HOUR} as hour from readings_in"
+    " where time < date_trunc('hour', now(), 'UTC') order by site_key, hour"  # as the rollup
+    " on conflict do nothing"
 )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from domain.readings import Period
+from store import readings
 from store.readings import StoredReading, write_readings
 from store.schema import StorageMode, storage_mode
 from store.sites import hourly_series
@@ -108,3 +111,49 @@ def test_latest_keeps_newest(database_url: str, device: dict[str, object]) -> No
             11.0,
             T0 + timedelta(minutes=1),
         )
+
+
+def _sorted_on(plan: dict[str, Any], column: str) -> bool:
+    """Whether what the plan inserts arrives sorted with ``column`` first: a Sort on it is
+    reached, going down from the insert, before any hash aggregate (whose order is arbitrary)."""
+    node = plan
+    while node["Node Type"] not in ("Sort", "Incremental Sort"):
+        if node.get("Strategy") == "Hashed" or not node.get("Plans"):
+            return False
+        node = node["Plans"][0]
+    return re.fullmatch(rf"\(*(\w+\.)?{column}\)*", node["Sort Key"][0]) is not None
+
+
+def test_batch_writes_take_shared_rows_in_key_order(
+    database_url: str, device: dict[str, object]
+) -> None:
+    """Two ingestors on a $share subscription commit batches touching the same rollup hours
+    and re-judging rows at once: each statement writing those rows takes them in its key's
+    order, so two batches cannot deadlock. Checked with sorting disabled: only an order the
+    statement itself asks for keeps a Sort in the plan; a hash aggregate's order would not."""
+    late = minutes(device, [10.0, 20.0, 30.0])
+    with psycopg.connect(database_url) as conn:
+        readings._stage(conn, late)
+        conn.execute("set local enable_sort = off")
+        conn.execute("analyze readings_in")
+        statements: dict[str, tuple[str, Any, str]] = {
+            "rejudge": (readings._REJUDGE, None, "site_key")
+        }
+        if storage_mode(conn) is StorageMode.POSTGRES:  # TimescaleDB: a continuous aggregate
+            statements["rollup"] = (readings._ROLLUP_ADD, ([], [], []), "device_key")
+            statements["rollup recomputed"] = (
+                readings._ROLLUP_RECOMPUTE,
+                (
+                    [int(str(device["device_key"]))],
+                    ["so2"],
+                    ["minute"],
+                    [T0],
+                    T0,
+                    T0 + timedelta(hours=1),
+                ),
+                "device_key",
+            )
+        for name, (statement, args, column) in statements.items():
+            (plan,) = conn.execute("explain (format json) " + statement, args).fetchone()[0]  # type: ignore[index]
+            inserted = plan["Plan"]["Plans"][0]
+            assert _sorted_on(inserted, column), (name, plan)
