@@ -604,10 +604,10 @@ class Bench:
             cpu = cpu_seconds(pids) - cpu_before
             pg_cpu = self.postgres_cpu() - pg_before
             batch = per_batch(ports)
-        steady = _steady_rate(samples, expected)
+        window = _steady_window(samples, expected)
+        steady = window[2] / (window[1] - window[0]) if window[1] > window[0] else float("nan")
         if not steady > 0:  # too short to sample (smoke): the whole run's average
             steady = final / (ended - began)
-        window = _steady_window(samples, expected)
         return (
             {
                 "messages": messages,
@@ -810,14 +810,9 @@ def probe_latencies(
     return latencies, n, len(sent)
 
 
-def _steady_rate(samples: list[tuple[float, int]], expected: int) -> float:
-    """Committed readings/s between 10 % and 90 % of the stream (no warm-up, no tail)."""
-    t0, t1, readings = _steady_window(samples, expected)
-    return readings / (t1 - t0) if t1 > t0 else float("nan")
-
-
 def _steady_window(samples: list[tuple[float, int]], expected: int) -> tuple[float, float, int]:
-    """(start, end, readings committed in between) of the 10 %–90 % part of the stream."""
+    """(start, end, readings committed in between) of the 10 %–90 % part of the stream (no
+    warm-up, no tail): the steady rate's window."""
     inside = [(t, n) for t, n in samples if 0.1 * expected <= n <= 0.9 * expected]
     if len(inside) < 2:
         inside = samples[:1] + samples[-1:]
