@@ -403,16 +403,15 @@ async def _serve(app: FastAPI, sock: socket.socket) -> None:
             loop.call_soon_threadsafe(closed.set)
 
     async with app.router.lifespan_context(app):
-        # The rows every list, popup and map page is made of, built once before the first
-        # build is taken: a fresh process works out every station's AQI (seconds with
-        # thousands; memoised after), better now than in a crowd's first rebuild.
+        # The lists built once before the first build is taken: a fresh process works out
+        # every station's AQI (seconds with thousands; memoised after), better now than in a
+        # crowd's first rebuild. Only that memo is kept: the rows read now are not reused, so
+        # nothing written after a child started is missing from its first pages.
         for path in WARM_PATHS:
             try:
                 await _render(app, path, path.encode(), b"limit=1", b"")
             except Exception:
                 logger.exception("warming %s failed", path)
-        # Only the memoised AQI is kept: rows read before the first build asked for are not
-        # reused, so nothing written after a child started is missing from its first pages.
         app.state.reuse.clear()
         try:
             await asyncio.to_thread(_send_frame, sock, send_lock, _READY)

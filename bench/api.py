@@ -16,13 +16,12 @@ Each endpoint is loaded in turn (stations, enterprises at the default page of 10
 ``format=columns`` and as a chart's ``columns`` of ``fields=mean,n_valid``, a day of minute
 readings, the map, and stations, the year's columns and the map again gzip-encoded as browsers
 ask), each do-nothing run serving the very bytes its API twin answered; before each, the first
-request (cold) and five requests of one warm client are timed, and the scenario's other
-subjects (the other year sites) asked once, and each subject asked again right before its
-load until answered from the cache, so a repeated scenario meets the steady state its cache is
-for, whatever the scenarios before it evicted; first builds under load are the
-``series_year_uncached`` scenario. Then headless
-Chromium (Playwright) times ``/map`` until its markers and clusters are drawn. Last, the API and the
-do-nothing app are restarted with 2 worker processes each (``sunlight api --workers 2``) and
+request (cold) and five requests of one warm client are timed, and right before its load
+each of its subjects (the other year sites too) is asked until answered from the cache, so a
+repeated scenario meets the steady state its cache is for, whatever the scenarios before it
+evicted; first builds under load are the ``series_year_uncached`` scenario. Then headless
+Chromium (Playwright) times ``/map`` until its markers and clusters are drawn. Last, the API
+and the do-nothing app are restarted with 2 worker processes each (``sunlight api --workers 2``) and
 stations, enterprises, the year's columns and the map are loaded again (``*_workers2``).
 
 What is generated, and why not everything the issue names. Thirty days of minute data for 12,000
@@ -866,13 +865,6 @@ def run(
                     "warm_max_ms": round(max(warm), 1),
                     "body_bytes": len(r.content),
                 }
-                # The scenario's other subjects (the other year sites...) asked once too: the
-                # crowd then meets the steady state a cache is for, as it does after the first
-                # visitor of each. First builds under load are what series_year_uncached
-                # measures (every request another year), and cold_ms times one alone.
-                if name != "series_year_uncached":
-                    for other in ps[1:]:
-                        httpx.get(api + other, timeout=120).raise_for_status()
             base_cmd = [
                 *(sys.executable, "-m", "bench.api", "--serve-baseline"),
                 *(baseline.rsplit(":", 1)[1], tmp),
@@ -893,9 +885,12 @@ def run(
                             **figures,
                         }
                     else:
-                        # Its subjects answered from the cache again right before its crowd: an
-                        # earlier scenario (every request another year) may have evicted them
-                        # and left the build process a queue of builds its clients gave up on.
+                        # Its subjects (the other year sites...) answered from the cache right
+                        # before its crowd, which then meets the steady state a cache is for, as
+                        # after the first visitor of each, whatever an earlier scenario (every
+                        # request another year) evicted or left queued in the build process.
+                        # First builds under load are what series_year_uncached measures, and
+                        # cold_ms times one alone.
                         for path in paths[name] if name != "series_year_uncached" else []:
                             _warm(api + path)
                         zipped = name.endswith("_gzip")
@@ -923,10 +918,6 @@ def run(
                 _server([*api_cmd, *more], env, f"{api}/healthz"),
                 _server([*base_cmd, str(MORE_WORKERS)], {}, f"{baseline}/nothing/stations"),
             ):
-                for name, twin in ORDER_WORKERS:
-                    if twin is None:
-                        for path in paths[name] if name != "series_year_uncached" else []:
-                            _warm(api + path)
                 load_in_turn(ORDER_WORKERS, f"_workers{MORE_WORKERS}")
     finally:
         if cluster is not None:
