@@ -12,14 +12,19 @@ Phases, one stream definition for all of them:
 
 1. ceiling — a do-nothing paho-mqtt subscriber (QoS 1, in its own process) receives the stream
    published at full speed: the rate the broker and client library can deliver on this machine;
-2. ingest — the real ingestor (``sunlight ingest``) receives the same stream at full speed;
+2. floor — the same stream received as in 1 and written down by the cheapest durable writer:
+   each message's bytes, unparsed, COPYed into a table without an index, committed every
+   100 ms, in one process (``floor``), or in two on a ``$share`` subscription that first put
+   each batch through the ingestor's own parse-and-validate step (``floor2``): what any
+   ingestor storing in PostgreSQL on this machine could reach at most, whatever its design;
+3. ingest — the real ingestor (``sunlight ingest``) receives the same stream at full speed;
    readings/s committed is read from its Prometheus counter, which moves only after commit;
-3. paced — the stream published at the target rate for the sustained window, while a probe
+4. paced — the stream published at the target rate for the sustained window, while a probe
    device publishes a message every 100 ms and the bench polls PostgreSQL for it: the
    publish-to-queryable latency (p50/p99) under that load (``--paced-ingestors 2``: two
    ingestors on a ``$share`` subscription);
-4. shared — two ingestors on a ``$share`` subscription at full speed: the scaling factor;
-5. prepare — in process, no broker or database: the ingestor's parse-and-validate step
+5. shared — two ingestors on a ``$share`` subscription at full speed: the scaling factor;
+6. prepare — in process, no broker or database: the ingestor's parse-and-validate step
    (``ingest.batch.prepare_batch``) over the same stream's messages in batches of 2,000,
    timed in CPU seconds of this process, so the figure holds steady on a shared machine.
 
@@ -46,6 +51,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -330,6 +336,86 @@ def _null_subscriber(
     out.put((count, first, last, time.process_time()))
 
 
+def _storing_subscriber(  # noqa: PLR0917 - a multiprocessing target takes positional arguments
+    broker: tuple[str, int, str, str],
+    url: str,
+    topics: list[str],
+    devices: int,
+    validate: bool,
+    total: Any,
+    expected: int,
+    ready: Any,
+    out: Any,
+) -> None:
+    """The floor of storing: receive as the ceiling does, and COPY each message's bytes,
+    unparsed, into a table with no index, committing every 100 ms (durably, as ingest does);
+    with ``validate``, first put each batch through the ingestor's parse-and-validate step
+    (``prepare_batch``), which any ingestor that checks what it stores must pay.
+
+    Nothing that stores a stream in PostgreSQL can do less: it must at least receive it and
+    write it down; Sunlight's ingestor also indexes, rolls up, keeps latest values and
+    acknowledges only after commit. Writers stop when ``total`` (shared) reaches ``expected``.
+    """
+    from ingest.batch import Message, prepare_batch
+
+    host, port, user, password = broker
+    directory = _bench_directory(devices)
+    inbox: deque[tuple[str, Any]] = deque()  # paho's payload: bytes
+    stored_count = 0
+    first = last = 0.0
+    nap = threading.Event()
+
+    def on_connect(c: mqtt.Client, *_: object) -> None:
+        c.subscribe([(t, 1) for t in topics])
+
+    def on_subscribe(*_: object) -> None:
+        ready.set()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        nonlocal first
+        if not first:
+            first = time.monotonic()
+        inbox.append((msg.topic, msg.payload))
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-floor-{os.getpid()}")
+    client.username_pw_set(user, password)
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    with psycopg.connect(url) as conn:
+        client.connect(host, port, keepalive=60)
+        client.loop_start()
+        deadline = time.monotonic() + 900
+        while total.value < expected and time.monotonic() < deadline:
+            if not inbox:
+                nap.wait(0.1)
+                continue
+            taken = [inbox.popleft() for _ in range(len(inbox))]
+            if validate:
+                prepared = prepare_batch(
+                    None,  # type: ignore[arg-type]  # every bench device is in the directory
+                    directory,
+                    [Message(t, p) for t, p in taken],
+                    datetime.now(UTC),
+                )
+                if prepared.letters:
+                    raise RuntimeError(f"bench message refused: {prepared.letters[0]}")
+            with conn.cursor().copy(
+                "copy bench_raw_messages (topic, payload) from stdin (format binary)"
+            ) as copy:
+                copy.set_types(["text", "bytea"])
+                for row in taken:
+                    copy.write_row(row)
+            conn.commit()
+            stored_count += len(taken)
+            with total.get_lock():
+                total.value += len(taken)
+            last = time.monotonic()
+        client.disconnect()
+        client.loop_stop()
+    out.put((stored_count, first, last, time.process_time()))
+
+
 @contextmanager
 def ingestors(
     count: int,
@@ -571,6 +657,58 @@ class Bench:
             "subscriber_cpu_us_per_reading": 1e6 * sub_cpu / (count * VALUES_PER_MESSAGE),
         } | machine.between(first, last, (count - 1) * VALUES_PER_MESSAGE)
 
+    def floor(self, messages: int, writers: int = 1, validate: bool = False) -> dict[str, float]:
+        """The ceiling's stream stored by the cheapest durable writer (``_storing_subscriber``),
+        in one process or several on a ``$share`` subscription."""
+        url = self.database(f"ingest_floor_{writers}_{int(validate)}")
+        with psycopg.connect(url) as conn:
+            # A benchmark baseline's own table, not Sunlight's schema (store.schema).
+            conn.execute("create table bench_raw_messages (topic text not null, payload bytea)")
+        ctx = mp.get_context("spawn")
+        out: Any = ctx.Queue()
+        total = ctx.Value("q", 0)
+        topics = ["sunlight/v1/devices/+/readings", "sunlight/v1/devices/+/hj212"]
+        if writers > 1:
+            topics = [f"$share/bench-floor/{t}" for t in topics]
+        procs, readies = [], []
+        for _ in range(writers):
+            ready = ctx.Event()
+            args = (self.endpoint(INGEST), url, topics, self.devices, validate, total)
+            procs.append(
+                ctx.Process(target=_storing_subscriber, args=(*args, messages, ready, out))
+            )
+            procs[-1].start()
+            readies.append(ready)
+        for ready in readies:
+            if not ready.wait(60):
+                raise RuntimeError("a storing subscriber did not subscribe")
+        pg_before = self.postgres_cpu()
+        with MachineCPU() as machine:
+            acked, _seconds = publish(
+                self.endpoint(SIMULATOR),
+                self.stream(),
+                messages,
+                rate=None,
+                publishers=self.publishers,
+            )
+            results = [out.get(timeout=900) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+        count = sum(r[0] for r in results)
+        first = min(r[1] for r in results if r[0])
+        last = max(r[2] for r in results)
+        readings = count * VALUES_PER_MESSAGE
+        return {
+            "messages": messages,
+            "writers": writers,
+            "validated": int(validate),
+            "published": acked,
+            "stored": count,
+            "readings_per_s": readings / (last - first) if last > first else float("nan"),
+            "writer_cpu_us_per_reading": 1e6 * sum(r[3] for r in results) / readings,
+            "postgres_cpu_us_per_reading": 1e6 * (self.postgres_cpu() - pg_before) / readings,
+        } | machine.between(first, last, readings)
+
     def ingest(self, messages: int, ingestor_count: int, name: str) -> dict[str, float]:
         url = self.database(name)
         stream = self.stream()  # one clock reading: its minutes are the ones counted below
@@ -713,11 +851,9 @@ class Bench:
         return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def prepare_rate(stream: Stream, messages: int, batch: int = 2000) -> dict[str, float]:
-    """Readings/s (per CPU second of one core) that ``prepare_batch`` validates, over the
-    stream's JSON and HJ 212 messages together and each format alone; the best of three."""
+def _bench_directory(devices: int) -> Any:
+    """The bench devices as the ingestor's directory knows them, for ``prepare_batch``."""
     from domain.pollutants import Medium
-    from ingest.batch import Message, prepare_batch
     from ingest.devices import DeviceDirectory, DeviceInfo
 
     directory = DeviceDirectory()
@@ -732,8 +868,17 @@ def prepare_rate(stream: Stream, messages: int, batch: int = 2000) -> dict[str, 
             hj212_password=PASSWORD,
             tz_offset=timedelta(hours=8),
         )
-        for d in range(stream.devices)
+        for d in range(devices)
     )
+    return directory
+
+
+def prepare_rate(stream: Stream, messages: int, batch: int = 2000) -> dict[str, float]:
+    """Readings/s (per CPU second of one core) that ``prepare_batch`` validates, over the
+    stream's JSON and HJ 212 messages together and each format alone; the best of three."""
+    from ingest.batch import Message, prepare_batch
+
+    directory = _bench_directory(stream.devices)
     every = [Message(*stream.message(i)) for i in range(messages)]
     figures: dict[str, float] = {"messages": messages}
     for name, chosen in (
@@ -874,7 +1019,9 @@ def main() -> None:
         "--output", type=Path, default=None, help="JSON results (default bench/results/…)"
     )
     parser.add_argument(
-        "--phases", default="prepare,ceiling,ingest,paced,shared", help="comma-separated subset"
+        "--phases",
+        default="prepare,ceiling,floor,floor2,ingest,paced,shared",
+        help="comma-separated subset",
     )
     args = parser.parse_args()
     if args.smoke:
@@ -931,6 +1078,15 @@ def main() -> None:
             if "ceiling" in phases:
                 figures["ceiling"] = bench.ceiling(args.messages)
                 report("ceiling (do-nothing subscriber)", figures["ceiling"])
+            if "floor" in phases:
+                figures["floor"] = bench.floor(args.messages)
+                report("floor: one writer, raw payloads COPYed durably", figures["floor"])
+            if "floor2" in phases:
+                figures["floor2"] = bench.floor(args.messages, writers=2, validate=True)
+                report(
+                    "floor: two writers ($share), validated, raw payloads COPYed durably",
+                    figures["floor2"],
+                )
             if "ingest" in phases:
                 figures["ingest"] = bench.ingest(args.messages, 1, "ingest_one")
                 report("ingest, one ingestor, full speed", figures["ingest"])
@@ -966,6 +1122,12 @@ def main() -> None:
                         f" (busy {c['machine_cpu_busy']:.0%} / {i['machine_cpu_busy']:.0%});"
                         f" their ratio {figures['machine_cpu_ratio']:.2f}"
                     )
+            for floor in ("floor", "floor2"):
+                if {"ceiling", floor} <= phases:
+                    figures[f"{floor}_ratio_to_ceiling"] = (
+                        figures[floor]["readings_per_s"] / figures["ceiling"]["readings_per_s"]
+                    )
+                    print(f"ratio {floor} / ceiling: {figures[f'{floor}_ratio_to_ceiling']:.2f}")
             if {"shared", "ingest"} <= phases:
                 figures["scaling_two_ingestors"] = (
                     figures["shared"]["readings_per_s"] / figures["ingest"]["readings_per_s"]

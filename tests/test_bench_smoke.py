@@ -115,14 +115,16 @@ def test_rules_benchmark_smoke() -> None:
 
 
 def test_ingest_benchmark_smoke(tmp_path: Path) -> None:
-    """`python -m bench.ingest --smoke` runs every phase (do-nothing subscriber, one ingestor,
-    paced with latency probes, two ingestors on a shared subscription) through a real
-    Mosquitto and PostgreSQL and stores every published reading exactly once."""
+    """`python -m bench.ingest --smoke` runs every phase (do-nothing subscriber, storing
+    floor, one ingestor, paced with latency probes, two ingestors on a shared subscription)
+    through a real Mosquitto and PostgreSQL and stores every published reading exactly once."""
     output = tmp_path / "ingest.json"
     out = bench_module(["bench.ingest", "--smoke", "--output", str(output)], timeout=300)
     assert out.returncode == 0, out.stderr
     figures = json.loads(output.read_text())
     assert figures["ceiling"]["received"] == figures["ceiling"]["messages"]
+    assert figures["floor"]["stored"] == figures["floor"]["messages"]
+    assert figures["floor_ratio_to_ceiling"] > 0
     for phase in ("ingest", "shared"):
         result = figures[phase]
         assert result["readings_stored"] == result["readings_expected"] > 0, phase
