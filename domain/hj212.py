@@ -30,6 +30,15 @@ MAX_FRAME_BYTES: Final = len(HEADER) + 4 + MAX_DATA_LENGTH + 4 + len(TRAILER)
 ST_SYSTEM: Final = "91"
 CN_REALTIME, CN_MINUTE, CN_HOUR, CN_DAY = "2011", "2051", "2061", "2031"
 CN_REQUEST_ANSWER, CN_EXECUTION_RESULT, CN_DATA_ANSWER = "9011", "9012", "9014"
+CN_STATUS, CN_RUNNING_TIME, CN_RESTART_TIME = "2021", "2041", "2081"
+# The uploads a data logger sends of its own accord (HJ 2017 "上传…" commands): pollutant data
+# (real-time, minute, hourly, daily), equipment status, equipment running time and the logger's
+# restart time. Each is answered with the 9014 data answer when its Flag asks for a reply; only
+# requests get the 9011 request answer. A logger that uploads status with A=1 waits for 9014 and
+# resends on anything else.
+UPLOAD_COMMANDS: Final = frozenset(
+    {CN_REALTIME, CN_STATUS, CN_DAY, CN_RUNNING_TIME, CN_MINUTE, CN_HOUR, CN_RESTART_TIME}
+)
 
 # Flag = V5 V4 V3 V2 V1 V0 D A (one byte): A = reply required, D = PNUM/PNO present,
 # V = protocol version, 000001 for HJ 212-2017.
@@ -574,6 +583,16 @@ def request_answer(frame_or_fields: Frame | Mapping[str, str], qn_rtn: int) -> F
         flag=REPLY_FLAG,
         cp=CpData(params={"QnRtn": str(int(qn_rtn))}),
     )
+
+
+def reply_to(frame: Frame) -> Frame | None:
+    """The answer an accepted frame's Flag asks for: ``None`` without the A bit, the 9014 data
+    answer to an upload (``UPLOAD_COMMANDS``), the 9011 request answer ``QnRtn=1`` otherwise."""
+    if not needs_reply(frame.flag):
+        return None
+    if frame.cn in UPLOAD_COMMANDS:
+        return data_answer(frame)
+    return request_answer(frame, QnRtn.READY)
 
 
 # --- Frame → readings ------------------------------------------------------------------------

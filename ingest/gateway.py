@@ -37,9 +37,8 @@ from sunlight.settings import Settings
 logger = logging.getLogger(__name__)
 
 GATEWAY_TOPIC = "hj212-gateway"  # the dead-letter 'topic' of frames refused at the gateway
-# QnRtn codes (HJ 212-2017): 1 ready, 3 PW error, 4 MN error, 9 CRC error, 100 unknown.
-QN_READY, QN_PW_ERROR, QN_MN_ERROR, QN_CRC_ERROR = 1, 3, 4, 9
-DATA_COMMANDS = frozenset({"2011", "2051", "2061", "2031"})
+# QnRtn codes (HJ 212-2017): 3 PW error, 4 MN error, 9 CRC error.
+QN_PW_ERROR, QN_MN_ERROR, QN_CRC_ERROR = 3, 4, 9
 
 
 @dataclass
@@ -239,11 +238,8 @@ class Gateway:
             logger.warning("broker did not acknowledge a frame from %s (MN %s)", peer, frame.mn)
             return None
         self.stats.relayed += 1
-        if not hj212.needs_reply(frame.flag):
-            return None
-        if frame.cn in DATA_COMMANDS:
-            return hj212.build_frame(hj212.data_answer(frame))
-        return self._answer(frame, QN_READY)
+        reply = hj212.reply_to(frame)  # 9014 to every upload (status too), 9011 otherwise
+        return None if reply is None else hj212.build_frame(reply)
 
     @staticmethod
     def _answer(frame: hj212.Frame, qn_rtn: int) -> bytes | None:
