@@ -151,25 +151,57 @@ def judge_hour(conn: psycopg.Connection, start: datetime) -> list[Outcome]:
 
 
 def judge_day(conn: psycopg.Connection, start: datetime, end: datetime) -> list[Outcome]:
-    """Daily rules (wastewater, GB 3095 24 h) on valid hourly means (≥ 20 hours).
+    """Daily rules (wastewater, GB 3095 24 h, O2-corrected daily permit limits) on valid
+    hourly means (≥ 20 hours).
 
     An hour is valid when the device reported it with flag N, or when its minutes made a
-    valid hourly mean (≥ 45 valid minutes); an hour short of minutes counts as invalid."""
+    valid hourly mean (≥ 45 valid minutes); an hour short of minutes counts as invalid. Where
+    the permit judges O2-corrected values, an hour also needs a valid O2 hourly mean, and the
+    day's mean is corrected as ``judge`` corrects an hour's (the record says it was)."""
     day_rules = rules(conn, "day")
-    rollups = store.hourly_rollups(conn, sorted({r.pollutant for r in day_rules}), start, end)
+    pollutants = {r.pollutant for r in day_rules}
+    if any(r.o2_reference is not None for r in day_rules):
+        pollutants.add("o2")
+    rollups = store.hourly_rollups(conn, sorted(pollutants), start, end)
     reported = store.reported_values(conn, "hour", start, end)
     judged = []
     for rule in day_rules:
-        key = (rule.site_id, rule.pollutant)
-        hours: dict[datetime, Sample] = {}
-        for hour, mean, n_valid, mask in rollups.get(key, []):
-            if mean is not None and n_valid >= MIN_VALID_MINUTES:
-                hours[hour] = Sample(mean, Flag.NORMAL)
-            else:
-                bad = [f for f in flags_from_mask(mask) if f != "N"]
-                hours[hour] = Sample(mean or 0.0, Flag(bad[0]) if bad else Flag.COMMS)
-        for hour, value, flag in reported.get(key, []):
-            hours[hour] = Sample(value, Flag(flag))
-        j = judge(list(hours.values()), limit=rule.limit, min_valid=MIN_VALID_HOURS)
+        hours = _hourly_samples(rollups, reported, (rule.site_id, rule.pollutant))
+        if rule.o2_reference is not None:
+            o2 = _hourly_samples(rollups, reported, (rule.site_id, "o2"))
+            hours = {
+                hour: Sample(
+                    s.value,
+                    s.flag,
+                    o2[hour].value if hour in o2 else None,
+                    o2[hour].flag if hour in o2 else None,
+                )
+                for hour, s in hours.items()
+            }
+        j = judge(
+            list(hours.values()),
+            limit=rule.limit,
+            min_valid=MIN_VALID_HOURS,
+            o2_reference=rule.o2_reference,
+        )
         judged.append((rule, j))
     return _record(conn, start, end, judged)
+
+
+def _hourly_samples(
+    rollups: dict[store.Key, list[tuple[datetime, float | None, int, int]]],
+    reported: dict[store.Key, list[tuple[datetime, float, str]]],
+    key: store.Key,
+) -> dict[datetime, Sample]:
+    """One site's hourly means of one pollutant in a day: from its minutes (valid with ≥ 45
+    valid minutes, else flagged by what made them invalid) or as the device reported them."""
+    hours: dict[datetime, Sample] = {}
+    for hour, mean, n_valid, mask in rollups.get(key, []):
+        if mean is not None and n_valid >= MIN_VALID_MINUTES:
+            hours[hour] = Sample(mean, Flag.NORMAL)
+        else:
+            bad = [f for f in flags_from_mask(mask) if f != "N"]
+            hours[hour] = Sample(mean or 0.0, Flag(bad[0]) if bad else Flag.COMMS)
+    for hour, value, flag in reported.get(key, []):
+        hours[hour] = Sample(value, Flag(flag))
+    return hours
