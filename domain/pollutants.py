@@ -31,8 +31,11 @@ class Pollutant:
     name_zh: str
     units: dict[Medium, str]
     hj212: tuple[str, ...] = ()
-    molar_mass: float | None = None
+    molar_mass: float | None = None  # g/mol as HJ 75 rounds it (flue-gas ppm → mg/m³)
     aliases: tuple[str, ...] = field(default=())
+    # g/mol unrounded, for ambient ppb/ppm → µg/m³: the mass US EPA converts back with
+    # (domain.aqi.epa), so a station's 75 ppb is rated as 75 ppb.
+    exact_molar_mass: float | None = None
 
     def unit_for(self, medium: Medium) -> str:
         try:
@@ -48,12 +51,52 @@ _A, _F, _W = Medium.AMBIENT, Medium.FLUE_GAS, Medium.WASTEWATER
 
 POLLUTANTS: Final[tuple[Pollutant, ...]] = (
     # Gases and particles: ambient in ug/m3 (CO in mg/m3, GB 3095), flue gas in mg/m3 (HJ 75).
-    Pollutant("so2", "SO2", "二氧化硫", {_A: u.UG_M3, _F: u.MG_M3}, ("a21026",), 64.0),
-    Pollutant("no2", "NO2", "二氧化氮", {_A: u.UG_M3, _F: u.MG_M3}, ("a21004",), 46.0),
-    Pollutant("no", "NO", "一氧化氮", {_A: u.UG_M3, _F: u.MG_M3}, ("a21003",), 30.0),
-    Pollutant("nox", "NOx (as NO2)", "氮氧化物", {_A: u.UG_M3, _F: u.MG_M3}, ("a21002",), 46.0),
-    Pollutant("co", "CO", "一氧化碳", {_A: u.MG_M3, _F: u.MG_M3}, ("a21005",), 28.0),
-    Pollutant("o3", "O3", "臭氧", {_A: u.UG_M3}, ("a05024",), 48.0),
+    Pollutant(
+        "so2",
+        "SO2",
+        "二氧化硫",
+        {_A: u.UG_M3, _F: u.MG_M3},
+        ("a21026",),
+        64.0,
+        exact_molar_mass=64.066,
+    ),
+    Pollutant(
+        "no2",
+        "NO2",
+        "二氧化氮",
+        {_A: u.UG_M3, _F: u.MG_M3},
+        ("a21004",),
+        46.0,
+        exact_molar_mass=46.0055,
+    ),
+    Pollutant(
+        "no",
+        "NO",
+        "一氧化氮",
+        {_A: u.UG_M3, _F: u.MG_M3},
+        ("a21003",),
+        30.0,
+        exact_molar_mass=30.0061,
+    ),
+    Pollutant(
+        "nox",
+        "NOx (as NO2)",
+        "氮氧化物",
+        {_A: u.UG_M3, _F: u.MG_M3},
+        ("a21002",),
+        46.0,
+        exact_molar_mass=46.0055,
+    ),
+    Pollutant(
+        "co",
+        "CO",
+        "一氧化碳",
+        {_A: u.MG_M3, _F: u.MG_M3},
+        ("a21005",),
+        28.0,
+        exact_molar_mass=28.0101,
+    ),
+    Pollutant("o3", "O3", "臭氧", {_A: u.UG_M3}, ("a05024",), 48.0, exact_molar_mass=47.9982),
     Pollutant("pm10", "PM10", "可吸入颗粒物", {_A: u.UG_M3}, ("a34002",), aliases=("pm_10",)),
     Pollutant("pm25", "PM2.5", "细颗粒物", {_A: u.UG_M3}, ("a34004",), aliases=("pm2.5", "pm2_5")),
     Pollutant("pm", "Particulate matter", "颗粒物", {_F: u.MG_M3}, ("a34013",), aliases=("dust",)),
@@ -98,10 +141,19 @@ def to_canonical(
     """Express ``value`` in the pollutant's canonical unit for ``medium``.
 
     Accepts mass-concentration scales (mg/m3, ug/m3) and, for gases with a molar mass, ppm/ppb
-    converted at the HJ 75 standard state; anything else is a wrong unit.
+    converted at the medium's state (``molar_volume``); anything else is a wrong unit.
     """
     source, target = _units(pollutant.code, medium, unit)
-    return u.convert(value, source, target, pollutant.molar_mass), target
+    return u.convert(value, source, target, *gas_state(pollutant, medium)), target
+
+
+def gas_state(pollutant: Pollutant, medium: Medium) -> tuple[float | None, float]:
+    """(g/mol, L/mol) that ppm/ppb of ``pollutant`` in ``medium`` convert with: flue gas at
+    HJ 75's standard state (273 K) with its rounded masses; ambient air at GB 3095-2012's
+    reference state (298.15 K, as amended in 2018), where US EPA converts too."""
+    if medium is Medium.AMBIENT:
+        return pollutant.exact_molar_mass or pollutant.molar_mass, u.MOLAR_VOLUME_AMBIENT
+    return pollutant.molar_mass, u.MOLAR_VOLUME_STD
 
 
 def canonical_units(pollutant: Pollutant, medium: Medium, unit: str) -> tuple[str, str]:

@@ -53,8 +53,12 @@ _ALIASES: Final[dict[str, str]] = {
     "dba": DB_A,
 }
 
-# Molar volume at the standard state HJ 75 uses (273 K, 101325 Pa), L/mol.
+# Molar volume at the standard state HJ 75 uses for flue gas (273 K, 101325 Pa), L/mol.
 MOLAR_VOLUME_STD: Final = 22.4
+# Molar volume at the reference state of ambient air (298.15 K, 101325 Pa), L/mol: GB 3095-2012
+# states gaseous pollutants there since its 2018 amendment, and US EPA converts there too, so a
+# station's ppb reaches the EPA index as the same ppb (domain.aqi.epa.MOLAR_VOLUME_25C).
+MOLAR_VOLUME_AMBIENT: Final = 24.45
 
 _MASS_SCALE: Final[dict[str, float]] = {MG_M3: 1.0, UG_M3: 1e-3}  # in mg/m3
 _MIXING_SCALE: Final[dict[str, float]] = {PPM: 1.0, PPB: 1e-3}  # in ppm
@@ -69,8 +73,15 @@ def normalize_unit(text: str) -> str:
         raise UnitError(f"unknown unit {text!r}") from None
 
 
-def convert(value: float, from_unit: str, to_unit: str, molar_mass: float | None = None) -> float:
-    """Convert between canonical units; gas mixing ratios need the molar mass (g/mol)."""
+def convert(
+    value: float,
+    from_unit: str,
+    to_unit: str,
+    molar_mass: float | None = None,
+    molar_volume: float = MOLAR_VOLUME_STD,
+) -> float:
+    """Convert between canonical units; gas mixing ratios need the molar mass (g/mol) and the
+    molar volume (L/mol) of the state the mass concentration is stated at."""
     if from_unit == to_unit:
         return value
     if from_unit in _MASS_SCALE and to_unit in _MASS_SCALE:
@@ -78,7 +89,7 @@ def convert(value: float, from_unit: str, to_unit: str, molar_mass: float | None
     if from_unit in _MIXING_SCALE and to_unit in _MASS_SCALE:
         if molar_mass is None:
             raise UnitError(f"cannot convert {from_unit} to {to_unit} without a molar mass")
-        mg_m3 = value * _MIXING_SCALE[from_unit] * molar_mass / MOLAR_VOLUME_STD
+        mg_m3 = value * _MIXING_SCALE[from_unit] * molar_mass / molar_volume
         return mg_m3 / _MASS_SCALE[to_unit]
     if from_unit in _MIXING_SCALE and to_unit in _MIXING_SCALE:
         return value * _MIXING_SCALE[from_unit] / _MIXING_SCALE[to_unit]

@@ -8,15 +8,23 @@ from typing import Final
 
 from domain import units as u
 from domain.errors import ValidationError
-from domain.pollutants import Medium, Pollutant, canonical_units, get_pollutant, to_canonical
+from domain.pollutants import (
+    Medium,
+    Pollutant,
+    canonical_units,
+    gas_state,
+    get_pollutant,
+    to_canonical,
+)
 from domain.readings import Flag, Period, Reading
 
 # Device clocks drift; anything further ahead than this is a clock or encoding fault.
 MAX_CLOCK_SKEW: Final = timedelta(minutes=15)
 # Nothing Sunlight receives predates continuous monitoring; older stamps are encoding errors.
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
-# Quantities that may legitimately be negative.
-_SIGNED_UNITS: Final = frozenset({u.DEG_C})
+# Quantities that may legitimately be negative: temperatures, and pressures, since a flue's
+# static pressure (HJ 212 a01013, kPa against the atmosphere) is below zero under induced draft.
+_SIGNED_UNITS: Final = frozenset({u.DEG_C, u.KPA})
 # No instrument reports a magnitude past 10^15 in any unit Sunlight stores (HJ 212's widest
 # value field has 14 digits before the point). Larger numbers are faults, and their squares
 # would overflow PostgreSQL's averages and stall every hourly mean they fall in.
@@ -131,11 +139,9 @@ def value_reading(  # noqa: PLR0917 - positional on purpose: called once per rea
         if known is not None:
             number: float = value if cls is float else _int_to_float(value)  # type: ignore[assignment,arg-type]
             if math.isfinite(number):
-                info, source, target = known
+                info, source, target, mass, volume = known
                 canonical = (
-                    number
-                    if source == target
-                    else u.convert(number, source, target, info.molar_mass)
+                    number if source == target else u.convert(number, source, target, mass, volume)
                 )
                 if (0 <= canonical <= MAX_MAGNITUDE) or (
                     target in _SIGNED_UNITS and -MAX_MAGNITUDE <= canonical <= MAX_MAGNITUDE
@@ -160,9 +166,10 @@ def _int_to_float(value: int) -> float:
         return math.inf
 
 
-# (name as sent, medium, unit as sent) → (catalogue entry, source unit, canonical unit), for
-# combinations that validated; refusals are never cached. Devices repeat a handful.
-_RESOLVED: dict[tuple[object, Medium, object], tuple[Pollutant, str, str]] = {}
+# (name as sent, medium, unit as sent) → (catalogue entry, source unit, canonical unit, and the
+# molar mass and volume of ``gas_state``), for combinations that validated; refusals are never
+# cached. Devices repeat a handful.
+_RESOLVED: dict[tuple[object, Medium, object], tuple[Pollutant, str, str, float | None, float]] = {}
 _RESOLVED_MAX: Final = 4096
 
 
@@ -190,7 +197,11 @@ def _validate_value(
         raise ValidationError(f"{info.code}: unit must be a string", reason="bad_unit")
     canonical, target = to_canonical(info, medium, number, unit)
     if len(_RESOLVED) < _RESOLVED_MAX:
-        _RESOLVED[(pollutant, medium, unit)] = (info, *canonical_units(info, medium, unit))
+        _RESOLVED[(pollutant, medium, unit)] = (
+            info,
+            *canonical_units(info, medium, unit),
+            *gas_state(info, medium),
+        )
     if canonical < 0 and target not in _SIGNED_UNITS:
         raise ValidationError(
             f"{info.code}: negative value {number} {unit} is not a concentration",

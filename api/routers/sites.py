@@ -261,7 +261,8 @@ def _station_aqi(key: tuple[tuple[str, float, datetime], ...]) -> dict[str, Any]
 def station_aqi_us(
     hours: dict[str, list[dict[str, Any]]], latest: datetime
 ) -> dict[str, Any] | None:
-    """US EPA AQI from hourly means: NowCast for PM (12 h), 1 h O3/NO2/SO2, 8 h CO (≥ 6 h)."""
+    """US EPA AQI from hourly means: NowCast for PM (12 h), 8 h O3 and CO (≥ 6 of the 8 h),
+    1 h O3/NO2/SO2 (1 h O3 counts from 0.125 ppm, where it may exceed the 8 h index)."""
 
     back = _hours_back(latest)
 
@@ -274,6 +275,7 @@ def station_aqi_us(
         by_hour("pm25", 12),
         by_hour("pm10", 12),
         tuple(by_hour(pol, 1)[0] for pol in ("o3", "no2", "so2")),
+        by_hour("o3", 8),
         by_hour("co", 8),
     )
 
@@ -286,11 +288,12 @@ def _hours_back(latest: datetime) -> tuple[datetime, ...]:
 
 
 @functools.lru_cache(maxsize=32_768)
-def _station_aqi_us(
+def _station_aqi_us(  # noqa: PLR0917 - memoised on its hashable positional inputs
     latest: datetime,
     pm25: tuple[float | None, ...],
     pm10: tuple[float | None, ...],
     last_o3_no2_so2: tuple[float | None, ...],
+    o3_8h: tuple[float | None, ...],
     co_8h: tuple[float | None, ...],
 ) -> dict[str, Any] | None:
     values: dict[tuple[str, str], Any] = {}
@@ -298,12 +301,15 @@ def _station_aqi_us(
         value = nowcast(list(series), pol)
         if value is not None:
             values[(pol, "nowcast")] = value
+    # Six decimals of µg/m³ (mg/m³ for CO): converted to ppb/ppm they stay far inside the
+    # rounding the index applies to undo conversion noise (domain.aqi.epa).
     for pol, last in zip(("o3", "no2", "so2"), last_o3_no2_so2, strict=True):
         if last is not None:
-            values[(pol, "1h")] = Decimal(str(round(last, 3)))
-    co = [v for v in co_8h if v is not None]
-    if len(co) >= 6:
-        values[("co", "8h")] = Decimal(str(round(sum(co) / len(co), 3)))
+            values[(pol, "1h")] = Decimal(str(round(last, 6)))
+    for pol, eight in (("o3", o3_8h), ("co", co_8h)):
+        present = [v for v in eight if v is not None]
+        if len(present) >= 6:  # EPA's completeness for an 8-hour average
+            values[(pol, "8h")] = Decimal(str(round(sum(present) / len(present), 6)))
     if not values:
         return None
     result = compute("us-epa", values, ambient_units=True)

@@ -21,6 +21,7 @@ from domain.aqi.base import (
     truncate,
 )
 from domain.errors import ValidationError
+from domain.pollutants import get_pollutant
 
 # Facts this module relies on (the Technical Assistance Document, "Calculating the AQI"):
 #
@@ -149,14 +150,16 @@ O3_8H_TOP: Final = Fraction("0.200")
 SO2_1H_TOP: Final = Fraction(304)
 SO2_24H_BOTTOM: Final = Fraction(305)
 
-# Molar masses (g/mol) for the µg/m³ → ppb conversion at 25 °C, 1 atm.
-MOLAR_VOLUME_25C: Final = Fraction("24.45")  # L/mol
+# Molar masses (g/mol) for the µg/m³ → ppb conversion at 25 °C, 1 atm: the catalogue's, which
+# ingest converts a station's ppb to µg/m³ with, so the index sees the ppb the station sent.
+MOLAR_VOLUME_25C: Final = Fraction(str(u.MOLAR_VOLUME_AMBIENT))  # L/mol
 MOLAR_MASS: Final[dict[str, Fraction]] = {
-    "so2": Fraction("64.066"),
-    "no2": Fraction("46.0055"),
-    "o3": Fraction("47.9982"),
-    "co": Fraction("28.0101"),
+    code: Fraction(str(get_pollutant(code).exact_molar_mass)) for code in ("so2", "no2", "o3", "co")
 }
+# Values converted from Sunlight's units carry binary-float noise from storage (a station's
+# 75 ppb comes back as 74.99999999…, which truncation would make 74): they are rounded to a
+# thousandth of the truncation step first, far below what any monitor resolves.
+_CONVERSION_NOISE_STEPS: Final = 1000
 
 # name_zh: common Chinese renderings of EPA's category names, not an official EPA text (verify).
 CATEGORIES: Final[tuple[Category, ...]] = (
@@ -252,7 +255,10 @@ def compute(
     subs: dict[tuple[str, str], SubIndex] = {}
     for (pollutant, averaging), c in values.items():
         check_supported(pollutant, averaging)
-        conc = from_ambient(pollutant, c) if ambient_units else c
+        conc = c
+        if ambient_units and pollutant in MOLAR_MASS:
+            step = TRUNCATION[pollutant] / _CONVERSION_NOISE_STEPS
+            conc = round(from_ambient(pollutant, c) / step) * step
         subs[(pollutant, averaging)] = rate(pollutant, averaging, conc)
 
     o3_1h = subs.get(("o3", "1h"))

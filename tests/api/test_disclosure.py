@@ -10,6 +10,7 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from alerts.service import Engine
+from domain.pollutants import Medium, get_pollutant, to_canonical
 from sunlight.settings import Settings
 from tests.alerts.test_scenario import Clock
 from tests.readings import write_minutes
@@ -144,6 +145,22 @@ def test_station_us_epa_aqi_uses_nowcast(api: TestClient, database_url: str) -> 
     district = stations["lc-aq-riverside"]["district"]
     summary = {r["district"]: r for r in api.get("/api/v1/districts/summary").json()["results"]}
     assert (summary[district]["aqi_max"], summary[district]["stations_reporting"]) == (15, 1)
+
+
+def test_station_us_epa_aqi_rates_ozone_on_its_8_hour_mean_in_the_ppb_sent(
+    api: TestClient, database_url: str
+) -> None:
+    """A station sending ozone in ppb: eight hours at 70 ppb are EPA's worked example O3 8 h
+    0.070 ppm → 100 (stored as µg/m³ at 25 °C and converted back, nothing lost on the way), and
+    1 h ozone, below EPA's 0.125 ppm, does not hide it."""
+    latest = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    value, unit = to_canonical(get_pollutant("o3"), Medium.AMBIENT, 70.0, "ppb")
+    write(
+        database_url, "aqms-lc-riverside", latest - timedelta(hours=7), {"o3": (value, unit)}, 480
+    )
+    stations = {f["id"]: f["properties"] for f in api.get("/api/v1/stations").json()["features"]}
+    us = stations["lc-aq-riverside"]["aqi_us"]
+    assert (us["aqi"], us["category"], us["primary"]) == (100, "Moderate", ["o3"])
 
 
 def test_episodes_and_judgements_download_as_csv(api: TestClient, database_url: str) -> None:

@@ -489,6 +489,16 @@ def test_signed_temperature_and_ambient_units() -> None:
     ]
 
 
+def test_negative_flue_static_pressure_is_kept() -> None:
+    """A CEMS's flue static pressure (a01013, kPa) is negative under induced draft."""
+    result = _readings("2051", "a01013-Avg=-0.42;a19001-Avg=7.0")
+    assert [(r.pollutant, r.value, r.unit) for r in result.readings] == [
+        ("pressure", -0.42, "kPa"),
+        ("o2", 7.0, "%"),
+    ]
+    assert result.rejections == []
+
+
 def test_two_codes_for_one_pollutant() -> None:
     """Two HJ 212 codes of one catalogue entry in a frame: the second is rejected, not duplicated."""
     result = _readings("2051", "a01012-Avg=50;a01001-Avg=20")

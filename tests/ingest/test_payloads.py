@@ -192,6 +192,19 @@ def test_non_finite_values(literal: bytes) -> None:
     assert p.rejections[0].reason == "non_finite_value"
 
 
+def test_negative_flue_pressure_is_allowed() -> None:
+    """A flue's static pressure (kPa against the atmosphere) is negative under induced draft:
+    a CEMS reporting -0.35 kPa keeps the reading."""
+    p = parse(
+        {
+            "ts": "2026-11-23T10:00:00Z",
+            "readings": [{"pollutant": "pressure", "value": -0.35, "unit": "kPa"}],
+        },
+        Medium.FLUE_GAS,
+    )
+    assert (p.readings[0].value, p.rejections) == (-0.35, [])
+
+
 def test_negative_temperature_is_allowed() -> None:
     """Temperatures may be negative; concentrations may not."""
     p = parse(
