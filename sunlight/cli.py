@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psycopg
 from pydantic import ValidationError as SettingsError
 
 from domain.errors import SunlightError
@@ -365,6 +366,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(settings, args)
     except SunlightError as exc:
         print(f"sunlight {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        # No traceback for the commonest operator mistake: a database not running or not
+        # the one meant (`sunlight up` prints the URL of its own).
+        print(
+            f"sunlight {args.command}: cannot use the database SUNLIGHT_DATABASE_URL names: "
+            f"{str(exc).strip()}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -205,6 +205,13 @@ def run_everything(
                 if credentials is not None
                 else ""
             )
+            + (
+                # Other commands (tokens create, dead-letters replay, …) need this to reach
+                # the embedded database, which listens on a Unix socket only.
+                f"  Database:     {database_url}  (SUNLIGHT_DATABASE_URL for other commands)\n"
+                if pg_server is not None
+                else ""
+            )
             + f"  Logs:         {root / 'logs'}\n"
             "Press Ctrl-C to stop.",
             flush=True,

@@ -54,3 +54,24 @@ def test_bad_configuration_is_reported() -> None:
     )
     assert out.returncode == 2
     assert "MQTT URL" in out.stderr
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    """A command whose database is not there (e.g. `sunlight up`'s embedded one, not named)
+    exits 1 with a message naming SUNLIGHT_DATABASE_URL, and no traceback."""
+    from sunlight.brokers import free_port
+
+    out = subprocess.run(
+        [sys.executable, "-m", "sunlight", "tokens", "create", "lc-eeb", "--label", "x"],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+        env={
+            "SUNLIGHT_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/sunlight",
+            "PATH": "/usr/bin:/bin",
+        },
+    )
+    assert out.returncode == 1, out.stderr
+    assert "SUNLIGHT_DATABASE_URL" in out.stderr
+    assert "Traceback" not in out.stderr
