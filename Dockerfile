@@ -19,9 +19,13 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 # The application, and examples/ (compose loads /app/examples/registry.yaml).
 COPY . .
+# /auth belongs to the service user: compose mounts the empty mqtt-auth volume there, Docker
+# gives a new volume the owner of the image's directory, and broker-auth (uid 10001) writes
+# the broker's accounts into it (a root-owned mount point would refuse it).
 RUN pip install --no-deps . \
  && rm -rf build *.egg-info \
- && useradd --system --uid 10001 --user-group --create-home sunlight
+ && useradd --system --uid 10001 --user-group --create-home sunlight \
+ && install -d -o sunlight -g sunlight -m 0755 /auth
 
 USER sunlight
 EXPOSE 8000
