@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -105,13 +106,19 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "parameter": ".".join(str(p) for p in err.get("loc", ())[1:]) or None,
+                # A body that is not JSON at all has no field to name (pydantic puts the
+                # character position where the field would be).
+                "parameter": None
+                if err.get("type") == "json_invalid"
+                else ".".join(str(p) for p in err.get("loc", ())[1:]) or None,
                 "in": (err.get("loc") or ("query",))[0],
-                "message": err.get("msg", "invalid"),
+                "message": _json_invalid(err)
+                if err.get("type") == "json_invalid"
+                else err.get("msg", "invalid"),
             }
             for err in exc.errors()
         ]
-        detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
+        detail = "; ".join(f"{e['parameter'] or e['in']}: {e['message']}" for e in errors)
         return problem(422, "invalid parameters", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -131,3 +138,11 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
         return problem(500, "internal error", "the server failed; the error was logged")
+
+
+def _json_invalid(err: Mapping[str, Any]) -> str:
+    """'not valid JSON at character 10: Expecting value', from pydantic's json_invalid error."""
+    loc: tuple[Any, ...] = tuple(err.get("loc") or ())
+    where = f" at character {loc[1]}" if len(loc) > 1 else ""
+    reason = (err.get("ctx") or {}).get("error")
+    return f"not valid JSON{where}" + (f": {reason}" if reason else "")

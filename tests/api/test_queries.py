@@ -90,3 +90,23 @@ def test_csv_downloads(api: TestClient) -> None:
     stations = api.get("/api/v1/stations", params={"format": "csv"}).text.splitlines()
     assert stations[1].startswith("id,name,name_zh,district,lon,lat,zone,aqi,aqi_category")
     assert len(stations) == 2 + 8
+
+
+def test_a_body_that_is_not_json_is_named_as_the_body(api: TestClient) -> None:
+    """A truncated JSON body gets 422 saying the body is not valid JSON, and where: not a
+    'parameter' named after the character position pydantic reports."""
+    r = api.post(
+        "/api/v1/subscriptions",
+        content=b'{"channel":',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["errors"] == [
+        {
+            "parameter": None,
+            "in": "body",
+            "message": "not valid JSON at character 11: Expecting value",
+        }
+    ]
+    assert problem["detail"] == "body: not valid JSON at character 11: Expecting value"
