@@ -7,6 +7,7 @@ directory across restarts.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import platformdirs
 import psycopg
 
+from domain.errors import SunlightError
 from registry.broker_auth import ALERTS, GATEWAY, INGEST, SIMULATOR
 from sunlight.brokers import (
     AmqttServer,
@@ -36,6 +38,7 @@ from sunlight.settings import Settings
 logger = logging.getLogger(__name__)
 
 DATABASE = "sunlight"
+LOCK_FILE = "sunlight-up.lock"
 SERVICE_ACCOUNTS = {
     "ingest": INGEST,
     "hj212-gateway": GATEWAY,
@@ -116,6 +119,43 @@ def _start_broker(root: Path, registry: Path) -> tuple[Broker, Path | None]:
     return broker, auth.credentials_file
 
 
+class DataDirInUse(SunlightError):
+    """Another ``sunlight up`` holds the data directory."""
+
+
+def _lock_data_dir(root: Path) -> int:
+    """Hold ``<root>/sunlight-up.lock`` exclusively for this run; return its descriptor.
+
+    Two runs on one data directory would start two brokers on the same files, rewrite the
+    broker accounts under each other and stop each other's PostgreSQL. ``flock`` is released
+    by the kernel when the holder dies, so a crashed run never blocks the next start; the
+    descriptor is not inherited by child processes, so a leftover child cannot keep it held.
+    """
+    path = root / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's pid is in it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # The holder writes its pid right after locking; give it a moment if it just did.
+        holder = ""
+        deadline = time.monotonic() + 2
+        while not holder and time.monotonic() < deadline:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            if not holder:
+                time.sleep(0.05)
+        os.close(fd)
+        raise DataDirInUse(
+            f"the data directory {root} is in use by another sunlight up "
+            f"(pid {holder or 'unknown'}); stop it first or pass another --data-dir"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
 def _pick_port(preferred: int) -> int:
     return preferred if preferred and not port_open(preferred) else free_port()
 
@@ -134,6 +174,8 @@ def run_everything(
 
     root = (data_dir or settings.data_dir or Path(platformdirs.user_data_dir("sunlight"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    # Before anything else touches the directory: a second run must change nothing.
+    lock = _lock_data_dir(root)
     (root / "logs").mkdir(exist_ok=True)
     print(f"Sunlight: data in {root}", flush=True)
 
@@ -227,6 +269,7 @@ def run_everything(
         if pg_server is not None:
             pg_server.cleanup()  # type: ignore[attr-defined]
         print("Stopped.", flush=True)
+        os.close(lock)  # only now may another run take the directory
 
 
 def _supervise(children: list[Child], stop_event: threading.Event) -> None:

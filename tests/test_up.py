@@ -121,3 +121,147 @@ def test_up_runs_everything_prints_its_database_and_stops_on_ctrl_c(tmp_path: Pa
             proc.wait(10)
         for pid in _mentions(data):  # PostgreSQL, in its own session, after a failure
             os.kill(pid, signal.SIGKILL)
+
+
+class _Up:
+    """``sunlight up`` on ``data`` in a process group of its own, its output collected."""
+
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sunlight", "up", "--data-dir", str(data), "--no-simulator"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Press Ctrl-C" in line:
+                self.ready.set()
+        self.ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_running(self) -> None:
+        assert self.ready.wait(120), self.output
+        assert self.proc.poll() is None, self.output
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        assert self.proc.wait(60) == 0, self.output
+        self.reader.join(10)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``directory`` but PostgreSQL's and the logs, with size and mtime."""
+    found = {}
+    for path in directory.rglob("*"):
+        relative = path.relative_to(directory)
+        if path.is_file() and relative.parts[0] not in ("pgdata", "logs"):
+            stat = path.stat()
+            found[str(relative)] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.mark.integration
+def test_second_up_on_the_same_data_dir_is_refused_and_the_lock_dies_with_the_first(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUNLIGHT_")}
+    env |= {"SUNLIGHT_API_PORT": str(free_port()), "SUNLIGHT_GATEWAY_PORT": str(free_port())}
+    first = _Up(data, env)
+    again: _Up | None = None
+    try:
+        first.wait_running()
+        servers = sorted(_mentions(data))  # the first run's PostgreSQL and broker
+        files = _snapshot(data)
+
+        second = subprocess.Popen(
+            [sys.executable, "-m", "sunlight", "up", "--data-dir", str(data), "--no-simulator"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # so that everything it started can be killed if it runs
+        )
+        try:
+            out, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(second.pid, signal.SIGKILL)
+            out, err = second.communicate(timeout=10)
+        assert second.returncode == 1, out + err
+        error = err.strip()
+        assert len(error.splitlines()) == 1, error
+        assert str(data.resolve()) in error and f"pid {first.proc.pid}" in error, error
+        assert "Starting" not in out, out
+        # Nothing started, nothing rewritten: no second PostgreSQL or broker, the broker
+        # accounts and files as the first run left them, and the first run still serves.
+        assert sorted(_mentions(data)) == servers
+        assert _snapshot(data) == files
+        assert first.proc.poll() is None, first.output
+
+        first.stop()
+        again = _Up(data, env)
+        again.wait_running()
+        again.stop()
+        assert "Stopped." in again.output
+    finally:
+        first.kill()
+        if again is not None:
+            again.kill()
+        for pid in _mentions(data):  # PostgreSQL, in its own session, after a failure
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_data_dir_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
+    """A run that crashed (SIGKILL: no cleanup at all) never blocks the next start."""
+    from sunlight.up import DataDirInUse, _lock_data_dir
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from sunlight.up import _lock_data_dir; "
+            "_lock_data_dir(pathlib.Path(sys.argv[1])); print('locked', flush=True); "
+            "sys.stdin.read()",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DataDirInUse, match=rf"pid {holder.pid}\)"):
+            _lock_data_dir(tmp_path)
+        holder.kill()
+        holder.wait(10)
+        fd = _lock_data_dir(tmp_path)
+        try:
+            assert (tmp_path / "sunlight-up.lock").read_text().strip() == str(os.getpid())
+        finally:
+            os.close(fd)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
