@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-DEFAULT_DEV_SECRET = "change-me-local-only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +56,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SUNLIGHT_", extra="ignore")
 
-    environment: Literal["local", "production"] = Field(
-        default="local", description="'production' refuses default secrets."
-    )
     database_url: str = Field(
         default="postgresql://postgres@localhost:5432/sunlight",
         description="libpq URL of the PostgreSQL/TimescaleDB database.",
@@ -257,7 +252,6 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Remind the office this long before a reply is due."
     )
     device_timezone: str = Field(default="+08:00", description="Default HJ 212 device time zone.")
-    token_secret: str = Field(default=DEFAULT_DEV_SECRET, description="Secret for signing tokens.")
     memory_return_threshold_kib: int = Field(
         default=128,
         ge=0,
@@ -282,12 +276,6 @@ class Settings(BaseSettings):
     def _check_mqtt_url(cls, value: str) -> str:
         parse_mqtt_url(value)
         return value
-
-    @model_validator(mode="after")
-    def _refuse_default_secrets(self) -> Settings:
-        if self.environment == "production" and self.token_secret == DEFAULT_DEV_SECRET:
-            raise ValueError("SUNLIGHT_TOKEN_SECRET must be set in production")
-        return self
 
     @property
     def mqtt(self) -> MqttEndpoint:

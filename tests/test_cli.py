@@ -75,3 +75,24 @@ def test_unreachable_database_is_a_clear_error() -> None:
     assert out.returncode == 1, out.stderr
     assert "SUNLIGHT_DATABASE_URL" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_settings_that_did_nothing_are_ignored_not_refused() -> None:
+    """SUNLIGHT_TOKEN_SECRET signed nothing (regulator tokens are random, stored as digests),
+    and SUNLIGHT_ENVIRONMENT only made it mandatory; both are gone. An operator's environment
+    that still sets them, or sets production without a secret, starts as any other."""
+    for extra in (
+        {"SUNLIGHT_ENVIRONMENT": "production"},
+        {"SUNLIGHT_ENVIRONMENT": "production", "SUNLIGHT_TOKEN_SECRET": "an-old-secret"},
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "sunlight", "aqi", "--standard", "hj633", "pm25=35@24h"],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", **extra},
+        )
+        assert out.returncode == 0, (extra, out.stderr)
+        assert json.loads(out.stdout)["aqi"] == 50
+        assert "SECRET" not in out.stderr and "ENVIRONMENT" not in out.stderr, out.stderr

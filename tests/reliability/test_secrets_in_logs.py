@@ -1,6 +1,6 @@
 """Secrets never reach the logs of the real service processes: the database password in its
-URL, broker passwords, regulator and subscription tokens, webhook secrets, the SMTP password
-and the token-signing secret, through normal work and failures alike, at DEBUG level."""
+URL, broker passwords, regulator and subscription tokens, webhook secrets and the SMTP
+password, through normal work and failures alike, at DEBUG level."""
 
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ def test_no_secret_in_any_service_log(
     url = database_url.replace("postgres@", f"postgres:{db_password}@")  # trust auth ignores it
     webhook_secret = "whsec-" + secrets.token_hex(8)
     smtp_password = "smtppw-" + secrets.token_hex(8)
-    token_secret = "signing-" + secrets.token_hex(16)
     doc = yaml.safe_load(EXAMPLE_REGISTRY.read_text())
     dead_port = free_port()  # nothing listens: every delivery fails and is logged
     for reg in doc["regulators"]:
@@ -66,7 +65,6 @@ def test_no_secret_in_any_service_log(
     common = {
         "SUNLIGHT_DATABASE_URL": url,
         "SUNLIGHT_LOG_LEVEL": "DEBUG",
-        "SUNLIGHT_TOKEN_SECRET": token_secret,
         "SUNLIGHT_SMTP_HOST": "127.0.0.1",
         "SUNLIGHT_SMTP_PORT": str(dead_port),
         "SUNLIGHT_SMTP_USERNAME": "alerts",
@@ -123,7 +121,6 @@ def test_no_secret_in_any_service_log(
         "database password": db_password,
         "webhook secret": webhook_secret,
         "SMTP password": smtp_password,
-        "token-signing secret": token_secret,
         "regulator token": token.split("_", 2)[2],
         "forged token": forged.split("_", 2)[2],
         "subscription link token": link_token,
