@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from domain.ambient import ambient_limits
+from domain.ambient import DAILY_MAX_8H, ambient_limits
 from domain.compliance import (
     MAX_CORRECTABLE_O2,
     MIN_VALID_HOURS,
@@ -19,6 +19,7 @@ from domain.compliance import (
     Judgement,
     Sample,
     judge,
+    judge_daily_max_8h,
     judge_totals,
 )
 from domain.readings import Flag, flags_from_mask
@@ -152,7 +153,7 @@ def judge_hour(conn: psycopg.Connection, start: datetime) -> list[Outcome]:
 
 def judge_day(conn: psycopg.Connection, start: datetime, end: datetime) -> list[Outcome]:
     """Daily rules (wastewater, GB 3095 24 h, O2-corrected daily permit limits) on valid
-    hourly means (≥ 20 hours).
+    hourly means (≥ 20 hours); GB 3095's daily ozone limit on the day's maximum 8-hour mean.
 
     An hour is valid when the device reported it with flag N, or when its minutes made a
     valid hourly mean (≥ 45 valid minutes); an hour short of minutes counts as invalid. Where
@@ -178,12 +179,16 @@ def judge_day(conn: psycopg.Connection, start: datetime, end: datetime) -> list[
                 )
                 for hour, s in hours.items()
             }
-        j = judge(
-            list(hours.values()),
-            limit=rule.limit,
-            min_valid=MIN_VALID_HOURS,
-            o2_reference=rule.o2_reference,
-        )
+        if rule.site_kind == "station" and rule.pollutant in DAILY_MAX_8H:
+            by_hour = [hours.get(start + i * HOUR) for i in range(24)]
+            j = judge_daily_max_8h(by_hour, limit=rule.limit)
+        else:
+            j = judge(
+                list(hours.values()),
+                limit=rule.limit,
+                min_valid=MIN_VALID_HOURS,
+                o2_reference=rule.o2_reference,
+            )
         judged.append((rule, j))
     return _record(conn, start, end, judged)
 

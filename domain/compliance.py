@@ -130,6 +130,47 @@ def judge_totals(
     return Judgement(verdict, mean, measured, o2_mean, valid, total, limit, mean / limit - 1)
 
 
+# HJ 663-2013 for GB 3095's ozone: an 8-hour moving mean needs 6 valid hourly means; a day's
+# maximum is taken over the 17 windows ending 08:00 to 24:00 local time (hours 0-7 to 16-23)
+# and needs 14 valid windows, unless the maximum found already exceeds the limit.
+O3_WINDOW_HOURS: Final = 8
+O3_MIN_VALID_HOURS_PER_WINDOW: Final = 6
+O3_WINDOWS_PER_DAY: Final = 17
+O3_MIN_VALID_WINDOWS: Final = 14
+
+
+def judge_daily_max_8h(hours: Sequence[Sample | None], *, limit: float) -> Judgement:
+    """Judge a day's maximum 8-hour moving mean (GB 3095 ozone) from its 24 hourly means,
+    ``hours[i]`` for the hour starting i hours after local midnight (``None``: no value).
+
+    ``mean`` is the maximum window mean and ``valid_count`` the number of valid windows."""
+    if len(hours) != 24:
+        raise ValueError(f"a day has 24 hourly means, not {len(hours)}")
+    present = [h for h in hours if h is not None]
+    if not present:
+        return Judgement(Verdict.NO_DATA, None, None, None, 0, 0, limit, None)
+    if sum(1 for h in present if h.flag is Flag.STOPPED) * 2 > len(present):
+        return Judgement(Verdict.STOPPED, None, None, None, 0, O3_WINDOWS_PER_DAY, limit, None)
+    means = []
+    for first in range(O3_WINDOWS_PER_DAY):
+        window = hours[first : first + O3_WINDOW_HOURS]
+        valid = [h.value for h in window if h is not None and h.flag is Flag.NORMAL]
+        if len(valid) >= O3_MIN_VALID_HOURS_PER_WINDOW:
+            means.append(sum(valid) / len(valid))
+    if not means:
+        return Judgement(Verdict.INVALID, None, None, None, 0, O3_WINDOWS_PER_DAY, limit, None)
+    highest = max(means)
+    exceeds = highest > limit
+    if len(means) < O3_MIN_VALID_WINDOWS and not exceeds:
+        return Judgement(
+            Verdict.INVALID, None, highest, None, len(means), O3_WINDOWS_PER_DAY, limit, None
+        )
+    verdict = Verdict.EXCEEDANCE if exceeds else Verdict.COMPLIANT
+    return Judgement(
+        verdict, highest, highest, None, len(means), O3_WINDOWS_PER_DAY, limit, highest / limit - 1
+    )
+
+
 class Severity(StrEnum):
     """By margin over the limit: how urgently an inspector should look."""
 

@@ -99,6 +99,7 @@ GB3095 = {
     ("co", Period.HOUR): (10, 10),
     ("co", Period.DAY): (4, 4),
     ("o3", Period.HOUR): (160, 200),
+    ("o3", Period.DAY): (100, 160),  # daily maximum 8-hour mean
     ("pm10", Period.DAY): (50, 150),
     ("pm25", Period.DAY): (35, 75),
 }
