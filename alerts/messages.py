@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from domain.ambient import DAILY_MAX_8H
+
 _TITLES = {
     "opened": "New",
     "reopened": "Recurring",
@@ -18,11 +20,19 @@ def _iso(value: Any) -> Any:
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
+def _statistic(pollutant: str, period: str) -> str:
+    """What a limit of ``period`` bounds: 'hourly mean', 'daily mean', or for GB 3095's daily
+    ozone limit 'daily maximum 8-hour mean'."""
+    if period == "day" and pollutant in DAILY_MAX_8H:
+        return "daily maximum 8-hour mean"
+    return {"hour": "hourly mean", "day": "daily mean"}.get(period, f"{period} mean")
+
+
 def compose(row: dict[str, Any], public_url: str | None) -> tuple[str, str, dict[str, Any]]:
     """(subject, plain text, JSON payload) for an outbox row joined with its episode."""
     kind = row["kind"]
     what = (
-        f"{row['pollutant']} {row['period']}ly mean over its limit"
+        f"{row['pollutant']} {_statistic(row['pollutant'], row['period'])} over its limit"
         if row["episode_kind"] == "exceedance"
         else "monitoring gap (no valid data)"
     )
