@@ -346,6 +346,12 @@ def _update_latest(conn: psycopg.Connection) -> None:
     )
 
 
+def newest_reading_time(conn: psycopg.Connection) -> datetime | None:
+    """The time of the newest value stored for any site: how far ingest has got."""
+    row = conn.execute("select max(time) from latest_readings").fetchone()
+    return row[0] if row else None
+
+
 def refresh_late_aggregate(
     url: str, mode: StorageMode, touched: tuple[datetime, datetime], now: datetime
 ) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 DATABASE = "sunlight"
 LOCK_FILE = "sunlight-up.lock"
+# The simulated city counts as caught up when its newest stored value is this recent; the
+# wait for it is bounded.
+CAUGHT_UP = timedelta(minutes=3)
+CATCH_UP_TIMEOUT_S = 300.0
 SERVICE_ACCOUNTS = {
     "ingest": INGEST,
     "hj212-gateway": GATEWAY,
@@ -234,6 +239,8 @@ def run_everything(
         if not children[1].alive():
             print(f"The API failed to start; see {children[1].log_path}", file=sys.stderr)
             return 1
+        if simulate:
+            _wait_for_simulated_past(database_url, children[-1], stop_event)
         mqtt = urlsplit(mqtt_url)
         print(
             "\nSunlight is running.\n"
@@ -270,6 +277,27 @@ def run_everything(
             pg_server.cleanup()  # type: ignore[attr-defined]
         print("Stopped.", flush=True)
         os.close(lock)  # only now may another run take the directory
+
+
+def _wait_for_simulated_past(
+    database_url: str, simulator: Child, stop_event: threading.Event
+) -> None:
+    """Hold the map's address back until the simulator has published the city's recent past
+    (a day on first start, the gap since the last run after) and ingest has stored it, so the
+    first visit shows the day's AQI colours and judged hours, not a back-fill in progress.
+    Bounded: after ``CATCH_UP_TIMEOUT_S`` the address is printed anyway."""
+    from store.readings import newest_reading_time
+
+    print("Simulating the example city's recent past (about a minute on first start)…", flush=True)
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline and simulator.alive():
+            newest = newest_reading_time(conn)
+            if newest is not None and newest >= datetime.now(UTC) - CAUGHT_UP:
+                return
+            if stop_event.wait(1.0):  # a poll of the condition above, or Ctrl-C
+                return
+    print("  not caught up yet: the map fills in as the simulator catches up", flush=True)
 
 
 def _supervise(children: list[Child], stop_event: threading.Event) -> None:

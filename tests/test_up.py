@@ -12,11 +12,16 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from sunlight.brokers import free_port, port_open
+from registry.loader import load_registry
+from sunlight.brokers import free_port, port_open, wait_until
+from sunlight.up import Child, _wait_for_simulated_past
+from tests.conftest import EXAMPLE_REGISTRY
+from tests.readings import write_minutes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -265,3 +270,55 @@ def test_the_data_dir_lock_is_released_when_its_holder_is_killed(tmp_path: Path)
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
+
+
+def _simulator(tmp_path: Path, code: str) -> Child:
+    """A stand-in for the simulator process: ``up`` only watches whether it is alive."""
+    child = Child("simulate", [sys.executable, "-c", code], dict(os.environ), tmp_path / "s.log")
+    child.start()
+    return child
+
+
+def test_the_map_address_waits_for_the_simulated_past(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While the newest stored value is hours old (a back-fill in progress) `up` keeps the
+    map's address back; once a value of the last minutes is stored it goes on at once."""
+    load_registry(database_url, EXAMPLE_REGISTRY)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    write_minutes(
+        database_url, "aqms-lc-riverside", now - timedelta(hours=5), {"pm25": (9.0, "ug/m3")}
+    )
+    simulator = _simulator(tmp_path, "import time; time.sleep(120)")
+    stop = threading.Event()
+    waiting = threading.Thread(
+        target=_wait_for_simulated_past, args=(database_url, simulator, stop), daemon=True
+    )
+    try:
+        waiting.start()
+        waiting.join(3)
+        assert waiting.is_alive()  # four hours behind: still waiting
+        write_minutes(
+            database_url,
+            "aqms-lc-riverside",
+            now - timedelta(minutes=1),
+            {"pm25": (9.0, "ug/m3")},
+            1,
+        )
+        waiting.join(15)
+        assert not waiting.is_alive()
+        assert "not caught up" not in capsys.readouterr().out
+    finally:
+        stop.set()
+        simulator.stop()
+
+
+def test_a_simulator_that_died_does_not_hold_the_address_back(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No simulator left to catch up: the address is printed with a word on why the map is
+    still filling in."""
+    simulator = _simulator(tmp_path, "pass")
+    wait_until(lambda: not simulator.alive(), 15, "the stand-in to exit")
+    _wait_for_simulated_past(database_url, simulator, threading.Event())
+    assert "not caught up" in capsys.readouterr().out
