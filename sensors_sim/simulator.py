@@ -6,8 +6,10 @@ message for it. Steps are never skipped: if publishing cannot keep up, the messa
 the clock rather than leaving holes in the data.
 
 By default the clock never runs ahead of the real one (ingest rejects readings stamped more than
-a few minutes in the future): a run starts a day back, back-fills that day at ``speedup``, then
-goes on in real time.
+a few minutes in the future): a run starts at the beginning of yesterday in the devices' time
+zone, back-fills from there at ``speedup``, then goes on in real time. Starting there, not just
+a day back, gives a first run one whole local day: what daily limits (wastewater, GB 3095
+24-hour means) are judged on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from domain.offsets import parse_utc_offset
 from registry.model import Registry
 from sensors_sim.payloads import messages_at, period_for_interval
 from sensors_sim.publisher import MqttPublisher, Publisher
@@ -29,7 +32,13 @@ from sunlight.settings import Settings
 logger = logging.getLogger(__name__)
 
 _PROGRESS_EVERY_S = 3600.0  # log once per simulated hour
-DEFAULT_BACKFILL = timedelta(days=1)
+DEFAULT_BACKFILL = timedelta(days=1)  # at least; back to the start of that local day
+
+
+def default_start(now: datetime, utc_offset: timedelta) -> datetime:
+    """The start of yesterday, local time at ``utc_offset``, as UTC: 24 to 48 hours back."""
+    local = (now + utc_offset - DEFAULT_BACKFILL).replace(hour=0, minute=0, second=0, microsecond=0)
+    return local - utc_offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,7 @@ def run(
             ``device_timezone`` are the defaults for the arguments below.
         registry: the validated registry; every device in it publishes.
         seed: the same seed and start give the same messages; None means 0.
-        start: simulated time of the first step (timezone-aware); default ``DEFAULT_BACKFILL``
+        start: simulated time of the first step (timezone-aware); default ``default_start``
             (a day) before now, floored to the interval.
         speedup: simulated seconds per wall-clock second (default ``settings.sim_speedup``).
         interval_s: simulated seconds between a device's messages (default
@@ -96,7 +105,8 @@ def run(
     if speedup <= 0 or interval_s <= 0 or (rate is not None and rate <= 0):
         raise ValueError("speedup, interval_s and rate must be positive")
     if start is None:
-        start = floor_time(datetime.now(UTC) - DEFAULT_BACKFILL, interval_s)
+        offset = parse_utc_offset(settings.device_timezone)
+        start = floor_time(default_start(datetime.now(UTC), offset), interval_s)
     elif start.tzinfo is None or start.utcoffset() is None:
         raise ValueError("start must be timezone-aware")
     seed = 0 if seed is None else seed

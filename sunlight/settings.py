@@ -216,10 +216,11 @@ class Settings(BaseSettings):
     )
     sim_interval_s: float = Field(default=60.0, gt=0, description="Simulated seconds per reading.")
     sim_speedup: float = Field(
-        default=1440.0,
+        default=2880.0,
         gt=0,
-        description="Simulated time / wall time while back-filling (a day per minute); the "
-        "simulator never runs ahead of the real clock.",
+        description="Simulated time / wall time while back-filling (two days per minute: the "
+        "back-fill reaches back to the start of yesterday); the simulator never runs ahead of "
+        "the real clock.",
     )
     reports_rate_limit_per_hour: int = Field(
         default=10, ge=1, description="Citizen reports accepted per hour per client address."

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry.model import Registry, read_registry_file
-from sensors_sim.simulator import floor_time, run, simulated_time
+from sensors_sim.simulator import default_start, floor_time, run, simulated_time
 from sunlight.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "registry.yaml"
@@ -183,12 +183,34 @@ def test_never_runs_ahead_of_the_real_clock(registry: Registry, settings: Settin
     assert stats.steps <= int((end - start).total_seconds() // 60) + 1
 
 
-def test_default_start_backfills_a_day(registry: Registry, settings: Settings) -> None:
-    """Without a start, the run begins a day back on a whole interval."""
+def test_default_start_backfills_from_the_start_of_yesterday(
+    registry: Registry, settings: Settings
+) -> None:
+    """Without a start, the run begins at local midnight (the devices' time zone) of
+    yesterday: a first run has one whole local day to judge daily limits on."""
     stats = run(settings, registry, speedup=1e6, duration_s=0.2, publisher=ListPublisher())
+    offset = timedelta(hours=8)  # settings.device_timezone, +08:00
+    local_start = stats.start + offset
+    assert (local_start.hour, local_start.minute, local_start.second) == (0, 0, 0)
     back = datetime.now(UTC) - stats.start
-    assert timedelta(hours=23, minutes=58) < back <= timedelta(days=1, minutes=1)
-    assert stats.start.second == 0
+    assert timedelta(days=1) <= back <= timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    ("now", "offset", "start"),
+    [
+        # 12:30 UTC is 20:30 in Beijing: yesterday there began at 16:00 UTC two days back.
+        ("2026-11-24T12:30:00+00:00", 8, "2026-11-22T16:00:00+00:00"),
+        # 17:00 UTC is already 01:00 on the 25th in Beijing: yesterday is the 24th.
+        ("2026-11-24T17:00:00+00:00", 8, "2026-11-23T16:00:00+00:00"),
+        ("2026-11-24T00:00:00+00:00", 0, "2026-11-23T00:00:00+00:00"),
+        ("2026-11-24T03:00:00+00:00", -5, "2026-11-22T05:00:00+00:00"),
+    ],
+)
+def test_default_start_is_local_midnight_of_yesterday(now: str, offset: int, start: str) -> None:
+    assert default_start(datetime.fromisoformat(now), timedelta(hours=offset)) == (
+        datetime.fromisoformat(start)
+    )
 
 
 @pytest.mark.parametrize(
