@@ -141,7 +141,7 @@ def to_canonical(
     """Express ``value`` in the pollutant's canonical unit for ``medium``.
 
     Accepts mass-concentration scales (mg/m3, ug/m3) and, for gases with a molar mass, ppm/ppb
-    converted at the medium's state (``molar_volume``); anything else is a wrong unit.
+    converted at the medium's state (``gas_state``); anything else is a wrong unit.
     """
     source, target = _units(pollutant.code, medium, unit)
     return u.convert(value, source, target, *gas_state(pollutant, medium)), target

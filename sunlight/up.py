@@ -241,6 +241,8 @@ def run_everything(
             return 1
         if simulate:
             _wait_for_simulated_past(database_url, children[-1], stop_event)
+            if stop_event.is_set():  # Ctrl-C while waiting: stop, without saying it runs
+                return 0
         mqtt = urlsplit(mqtt_url)
         print(
             "\nSunlight is running.\n"
