@@ -9,7 +9,7 @@ import psycopg
 from domain.readings import Period
 from store.readings import StoredReading, write_readings
 from store.registry import list_devices
-from store.schema import storage_mode
+from store.schema import StorageMode, storage_mode
 
 
 def write_minutes(
@@ -41,3 +41,13 @@ def write_minutes(
         assert mode is not None
         with conn.transaction():
             write_readings(conn, rows, mode)
+
+
+def refresh_hourly(url: str, start: datetime, end: datetime) -> None:
+    """Bring the hourly rollup up to date over [start, end): writes keep it on plain
+    PostgreSQL; on TimescaleDB it is a continuous aggregate its policy refreshes later."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if storage_mode(conn) is StorageMode.TIMESCALEDB:
+            conn.execute(
+                "call refresh_continuous_aggregate('readings_hourly', %s, %s)", (start, end)
+            )

@@ -10,9 +10,8 @@ import pytest
 
 from alerts.judge import judge_day
 from registry.loader import load_registry
-from store.schema import StorageMode, storage_mode
 from tests.conftest import EXAMPLE_REGISTRY
-from tests.readings import write_minutes
+from tests.readings import refresh_hourly, write_minutes
 
 HOUR_LIMIT = (
     "          - {pollutant: so2, value: 35, unit: mg/m3, period: hour, o2_corrected: true,"
@@ -37,12 +36,7 @@ def _day_so2(
     database_url: str,
 ) -> tuple[str, int, float | None, float | None, float | None, float | None]:
     """Judge the day and return the daily SO2 judgement of unit 1 as recorded."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        if storage_mode(conn) is StorageMode.TIMESCALEDB:  # the hourly rollup is an aggregate
-            conn.execute(
-                "call refresh_continuous_aggregate('readings_hourly', %s, %s)",
-                (DAY - timedelta(days=1), DAY + timedelta(days=2)),
-            )
+    refresh_hourly(database_url, DAY - timedelta(days=1), DAY + timedelta(days=2))
     with psycopg.connect(database_url) as conn:
         judge_day(conn, DAY, DAY + timedelta(days=1))
         conn.commit()

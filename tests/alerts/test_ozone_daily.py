@@ -11,9 +11,8 @@ import pytest
 from alerts.judge import judge_day
 from alerts.lifecycle import apply_outcomes
 from registry.loader import load_registry
-from store.schema import StorageMode, storage_mode
 from tests.conftest import EXAMPLE_REGISTRY
-from tests.readings import write_minutes
+from tests.readings import refresh_hourly, write_minutes
 
 DAY = datetime(2026, 7, 14, 16, tzinfo=UTC)  # 00:00 in China: a summer day
 STATION, DEVICE = "lc-aq-riverside", "aqms-lc-riverside"  # zone class 2: 160 µg/m³
@@ -26,12 +25,7 @@ def test_an_afternoon_of_ozone_is_a_daily_exceedance(database_url: str) -> None:
     write_minutes(database_url, DEVICE, DAY, {"o3": (80.0, "ug/m3")}, minutes=12 * 60)
     write_minutes(database_url, DEVICE, DAY + timedelta(hours=12), {"o3": (200.0, "ug/m3")}, 480)
     write_minutes(database_url, DEVICE, DAY + timedelta(hours=20), {"o3": (80.0, "ug/m3")}, 240)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        if storage_mode(conn) is StorageMode.TIMESCALEDB:  # the hourly rollup is an aggregate
-            conn.execute(
-                "call refresh_continuous_aggregate('readings_hourly', %s, %s)",
-                (DAY - timedelta(days=1), DAY + timedelta(days=2)),
-            )
+    refresh_hourly(database_url, DAY - timedelta(days=1), DAY + timedelta(days=2))
     with psycopg.connect(database_url) as conn:
         outcomes = judge_day(conn, DAY, DAY + timedelta(days=1))
         apply_outcomes(conn, outcomes, reopen_within=timedelta(hours=2))
