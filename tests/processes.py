@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sunlight.brokers import free_port, port_open, wait_until
+
 
 @contextmanager
 def sunlight_process(
@@ -33,3 +35,15 @@ def sunlight_process(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+
+
+@contextmanager
+def api_process(database_url: str, log: Path, **settings: str) -> Iterator[str]:
+    """``sunlight api`` on a free port with ``settings`` (SUNLIGHT_* names) added, once it
+    listens; yields its base URL."""
+    port = free_port()
+    env = {"SUNLIGHT_DATABASE_URL": database_url, "SUNLIGHT_API_PORT": str(port), **settings}
+    with sunlight_process(["api"], env, log) as api:
+        wait_until(lambda: port_open(port) or api.poll() is not None, 30, "the API to listen")
+        assert api.poll() is None, log.read_text()
+        yield f"http://127.0.0.1:{port}"

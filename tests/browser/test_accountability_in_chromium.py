@@ -9,10 +9,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sunlight.brokers import free_port, port_open, wait_until
 from tests.accountability.conftest import record
 from tests.browser.test_map_in_chromium import CHROMIUM, browser, visit  # noqa: F401
-from tests.processes import sunlight_process
+from tests.processes import api_process
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium not installed (apt-get install chromium)"
@@ -23,12 +22,8 @@ pytestmark = pytest.mark.skipif(
 def api_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """The API alone (no broker needed) over the crafted episodes and reports."""
     record(database_url)
-    port = free_port()
-    env = {"SUNLIGHT_DATABASE_URL": database_url, "SUNLIGHT_API_PORT": str(port)}
-    with sunlight_process(["api"], env, tmp_path / "api.log") as api:
-        wait_until(lambda: port_open(port) or api.poll() is not None, 30, "the API to listen")
-        assert api.poll() is None, (tmp_path / "api.log").read_text()
-        yield f"http://127.0.0.1:{port}"
+    with api_process(database_url, tmp_path / "api.log") as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sunlight.brokers import free_port, port_open, wait_until
 from tests.browser.test_map_in_chromium import CHROMIUM, browser, visit  # noqa: F401
-from tests.processes import sunlight_process
+from tests.processes import api_process
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium not installed (apt-get install chromium)"
@@ -21,12 +20,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def api_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {"SUNLIGHT_DATABASE_URL": database_url, "SUNLIGHT_API_PORT": str(port)}
-    with sunlight_process(["api"], env, tmp_path / "api.log") as api:
-        wait_until(lambda: port_open(port) or api.poll() is not None, 30, "the API to listen")
-        assert api.poll() is None, (tmp_path / "api.log").read_text()
-        yield f"http://127.0.0.1:{port}"
+    with api_process(database_url, tmp_path / "api.log") as url:
+        yield url
 
 
 def test_api_docs_render_from_the_server_alone(

@@ -18,10 +18,9 @@ from PIL import Image
 
 from domain.reports import leading_zero_bits, pow_digest
 from registry.loader import load_registry
-from sunlight.brokers import free_port, port_open, wait_until
 from tests.browser.test_map_in_chromium import ARGS, CHROMIUM
 from tests.conftest import EXAMPLE_REGISTRY
-from tests.processes import sunlight_process
+from tests.processes import api_process
 from tests.reports.helpers import token
 
 pytestmark = pytest.mark.skipif(
@@ -54,17 +53,10 @@ FIND_MAP = """() => {
 def api_server(database_url: str, tmp_path: Path) -> Iterator[str]:
     """``sunlight api`` on a free port, with an easy proof of work so the test stays quick."""
     load_registry(database_url, EXAMPLE_REGISTRY)
-    port = free_port()
-    env = {
-        "SUNLIGHT_DATABASE_URL": database_url,
-        "SUNLIGHT_API_PORT": str(port),
-        "SUNLIGHT_REPORTS_POW_DIFFICULTY": "10",
-    }
-    log = tmp_path / "api.log"
-    with sunlight_process(["api"], env, log) as api:
-        wait_until(lambda: port_open(port) or api.poll() is not None, 30, "the API to listen")
-        assert api.poll() is None, log.read_text()
-        yield f"http://127.0.0.1:{port}"
+    with api_process(
+        database_url, tmp_path / "api.log", SUNLIGHT_REPORTS_POW_DIFFICULTY="10"
+    ) as url:
+        yield url
 
 
 @pytest.fixture
