@@ -65,6 +65,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from domain.hj212 import CpData, Frame, build_frame, make_flag
+from ingest.topics import INGEST_FILTERS, subscription
 from registry.broker_auth import INGEST, SIMULATOR, BrokerAuth, generate_broker_auth
 from registry.loader import load_registry
 from registry.model import read_registry_file
@@ -310,7 +311,7 @@ def _null_subscriber(
     finished = threading.Event()
 
     def on_connect(c: mqtt.Client, *_: object) -> None:
-        c.subscribe([("sunlight/v1/devices/+/readings", 1), ("sunlight/v1/devices/+/hj212", 1)])
+        c.subscribe([(f, 1) for f in INGEST_FILTERS])
 
     def on_subscribe(*_: object) -> None:
         ready.set()
@@ -629,6 +630,17 @@ class Bench:
         prefill_history(url, self.history, self.stream().start - timedelta(days=2))
         return url
 
+    def full_speed(self, messages: int, stream: Stream | None = None) -> tuple[int, float]:
+        """The stream's first ``messages`` published as fast as the publishers can:
+        (acknowledged, seconds)."""
+        return publish(
+            self.endpoint(SIMULATOR),
+            stream or self.stream(),
+            messages,
+            rate=None,
+            publishers=self.publishers,
+        )
+
     def ceiling(self, messages: int) -> dict[str, float]:
         ctx = mp.get_context("spawn")
         out: Any = ctx.Queue()
@@ -639,13 +651,7 @@ class Bench:
         sub.start()
         ready.wait(60)
         with MachineCPU() as machine:
-            acked, _seconds = publish(
-                self.endpoint(SIMULATOR),
-                self.stream(),
-                messages,
-                rate=None,
-                publishers=self.publishers,
-            )
+            acked, _seconds = self.full_speed(messages)
             count, first, last, sub_cpu = out.get(timeout=900)
         sub.join(30)
         rate = (count - 1) / (last - first) if last > first else float("nan")
@@ -667,9 +673,8 @@ class Bench:
         ctx = mp.get_context("spawn")
         out: Any = ctx.Queue()
         total = ctx.Value("q", 0)
-        topics = ["sunlight/v1/devices/+/readings", "sunlight/v1/devices/+/hj212"]
-        if writers > 1:
-            topics = [f"$share/bench-floor/{t}" for t in topics]
+        group = "bench-floor" if writers > 1 else None
+        topics = [subscription(f, group) for f in INGEST_FILTERS]
         procs, readies = [], []
         for _ in range(writers):
             ready = ctx.Event()
@@ -684,13 +689,7 @@ class Bench:
                 raise RuntimeError("a storing subscriber did not subscribe")
         pg_before = self.postgres_cpu()
         with MachineCPU() as machine:
-            acked, _seconds = publish(
-                self.endpoint(SIMULATOR),
-                self.stream(),
-                messages,
-                rate=None,
-                publishers=self.publishers,
-            )
+            acked, _seconds = self.full_speed(messages)
             results = [out.get(timeout=900) for _ in procs]
         for proc in procs:
             proc.join(30)
@@ -726,13 +725,7 @@ class Bench:
             sampler.start()
             began = time.monotonic()
             with MachineCPU() as machine:
-                acked, seconds = publish(
-                    self.endpoint(SIMULATOR),
-                    stream,
-                    messages,
-                    rate=None,
-                    publishers=self.publishers,
-                )
+                acked, seconds = self.full_speed(messages, stream)
                 expected = acked * VALUES_PER_MESSAGE
                 wait_until(lambda: stored(ports) >= expected, 900, "ingest to catch up")
             ended = time.monotonic()

@@ -57,32 +57,11 @@ def test_up_runs_everything_prints_its_database_and_stops_on_ctrl_c(tmp_path: Pa
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUNLIGHT_")}
     env |= {"SUNLIGHT_API_PORT": str(free_port()), "SUNLIGHT_GATEWAY_PORT": str(free_port())}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sunlight", "up", "--data-dir", str(data), "--no-simulator"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal gives it
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if "Press Ctrl-C" in line:
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    up = _Up(data, env)  # its own process group, as a terminal gives it
+    proc = up.proc
     try:
-        assert ready.wait(120), "".join(lines)
-        out = "".join(lines)
-        assert proc.poll() is None, out
+        up.wait_running()
+        out = up.output
         map_url = re.search(r"Map:\s+(\S+)", out)
         database = re.search(r"Database:\s+(\S+)", out)
         assert map_url and database, out
@@ -110,10 +89,8 @@ def test_up_runs_everything_prints_its_database_and_stops_on_ctrl_c(tmp_path: Pa
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
 
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole group
-        assert proc.wait(60) == 0
-        reader.join(10)
-        assert "Stopped." in "".join(lines)
+        up.stop()  # Ctrl-C reaches the terminal's whole group
+        assert "Stopped." in up.output
         deadline = time.monotonic() + 10
         while (_session_processes(proc.pid) or _mentions(data)) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -121,9 +98,7 @@ def test_up_runs_everything_prints_its_database_and_stops_on_ctrl_c(tmp_path: Pa
         assert _mentions(data) == []
         assert not port_open(int(env["SUNLIGHT_API_PORT"]))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        up.kill()
         for pid in _mentions(data):  # PostgreSQL, in its own session, after a failure
             os.kill(pid, signal.SIGKILL)
 
